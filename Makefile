@@ -1,0 +1,39 @@
+# Two entry points on a fresh machine:
+#   make demo   simulate a cohort, fit the default model, write the report (demo/results)
+#   make test   run the test suite
+# Both create the virtual environment in .venv and install magbayes into it.
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+SEED    ?= 2020
+
+.PHONY: demo test lint format clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@PY312=$$(.ci/find-python) && "$$PY312" -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/magbayes simulate --out demo/cohort --seed $(SEED)
+	$(VENV)/bin/magbayes validate demo/cohort
+	$(VENV)/bin/magbayes fit progression --data demo/cohort --out demo/results --seed $(SEED)
+	@echo "Report: demo/results/report.html"
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check magbayes tests scripts benchmarks
+	$(VENV)/bin/ruff format --check magbayes tests scripts benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format magbayes tests scripts benchmarks
+	$(VENV)/bin/ruff check --fix magbayes tests scripts benchmarks
+
+clean:
+	rm -rf $(VENV) demo

@@ -1,0 +1,1 @@
+"""One module per ``magbayes`` subcommand (see :mod:`magbayes.cli`)."""

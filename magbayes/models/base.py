@@ -1,0 +1,118 @@
+"""What every model module provides, and the design object it builds.
+
+A model module (``magbayes/models/progression.py`` and its siblings) exposes:
+
+``NAME``
+    The model's name, as in ``model = "..."`` in a spec.
+``DEFAULTS``
+    A nested dict of spec defaults (merged under the user's spec).
+``HEADLINE``
+    A :class:`Headline` naming the contrast variable and its benefit direction.
+``make_design(cohort, spec) -> Design``
+    Plain arrays and coordinates, printable (``magbayes fit --dry-run``).
+``build_model(design, spec) -> pymc.Model``
+    The PyMC model; every variable has named dims.
+``group_benefit(posterior, design) -> dict[str, xarray.DataArray]``
+    Draws of the rituximab effect in sural-reduced and sural-preserved patients, on the
+    contrast's scale, keyed ``"sural_reduced"`` and ``"sural_preserved"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+
+@dataclass(frozen=True)
+class Headline:
+    """How a model answers "does early sural reduction predict rituximab benefit?".
+
+    Attributes
+    ----------
+    question : str
+        The question in words, as written in ``headline.json``.
+    contrast_var : str
+        Posterior variable of the interaction (``gamma_rituximab_x_sural``).
+    main_var : str
+        Posterior variable of the rituximab effect in sural-preserved patients.
+    benefit_sign : int
+        ``-1`` when benefit means a negative value (slower progression, lower hazard),
+        ``+1`` when it means a positive value (higher odds of good response).
+    scale : str
+        What the contrast measures, with units.
+    """
+
+    question: str
+    contrast_var: str
+    main_var: str
+    benefit_sign: int
+    scale: str
+
+
+@dataclass
+class Design:
+    """A model's data, as plain arrays with labelled coordinates.
+
+    Attributes
+    ----------
+    model : str
+        Model name.
+    coords : dict[str, list]
+        Dimension name -> labels (patient ids, site names, treatment names, ...).
+    data : dict[str, numpy.ndarray]
+        Named arrays the model reads (``score``, ``years_since_onset``, ...).
+    dims : dict[str, tuple[str, ...]]
+        Dimension names of each array in ``data`` (saved as ``constant_data``).
+    counts : dict[str, Any]
+        What the report must say: numbers of patients, sites, visits, courses, values
+        imputed, records left out of the likelihood and why.
+    standardisation : dict[str, dict[str, float]]
+        Mean and sd used to standardise each covariate (original units).
+    """
+
+    model: str
+    coords: dict[str, list]
+    data: dict[str, np.ndarray]
+    dims: dict[str, tuple[str, ...]]
+    counts: dict[str, Any] = field(default_factory=dict)
+    standardisation: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def constant_data(self) -> xr.Dataset:
+        """The design's arrays as a labelled dataset (the ``constant_data`` group)."""
+        variables = {}
+        for name, values in self.data.items():
+            dims = self.dims.get(name)
+            if dims is None:
+                continue
+            variables[name] = xr.DataArray(np.asarray(values), dims=dims)
+        coords = {d: self.coords[d] for ds in self.dims.values() for d in ds if d in self.coords}
+        return xr.Dataset(variables, coords=coords)
+
+    def __str__(self) -> str:
+        lines = [f"Design for model '{self.model}'"]
+        lines.append("  dimensions:")
+        for dim, labels in self.coords.items():
+            shown = ", ".join(map(str, labels[:5])) + (", ..." if len(labels) > 5 else "")
+            lines.append(f"    {dim:<24} {len(labels):>6}  [{shown}]")
+        lines.append("  arrays:")
+        for name, values in self.data.items():
+            arr = np.asarray(values)
+            dims = ",".join(self.dims.get(name, ())) or "-"
+            lines.append(f"    {name:<24} {str(arr.shape):<14} ({dims})")
+        if self.counts:
+            lines.append("  counts:")
+            for key, value in self.counts.items():
+                lines.append(f"    {key:<32} {value}")
+        if self.standardisation:
+            lines.append("  covariates standardised (original units):")
+            for cov, ms in self.standardisation.items():
+                lines.append(f"    {cov:<32} mean {ms['mean']:.4g}  sd {ms['sd']:.4g}")
+        return "\n".join(lines)
+
+    def counts_frame(self) -> pd.DataFrame:
+        """``counts`` as a two-column table (for reports)."""
+        return pd.DataFrame({"what": list(self.counts), "n": list(self.counts.values())})
