@@ -260,7 +260,9 @@ class Cohort:
             "source": self.source,
             "n_patients": int(len(p)),
             "n_sites": int(p["site"].nunique()),
-            "patients_by_site": {k: int(v) for k, v in p["site"].value_counts().sort_index().items()},
+            "patients_by_site": {
+                k: int(v) for k, v in p["site"].value_counts().sort_index().items()
+            },
             "patients_by_pattern": {
                 str(k): int(v) for k, v in pattern.fillna("missing").value_counts().items()
             },
@@ -275,7 +277,9 @@ class Cohort:
             },
             "n_courses": int(len(tr)),
             "courses_by_line_and_treatment": {
-                f"line {int(line)}": {str(t): int(n) for t, n in g["treatment"].value_counts().items()}
+                f"line {int(line)}": {
+                    str(t): int(n) for t, n in g["treatment"].value_counts().items()
+                }
                 for line, g in tr.groupby("line")
             },
             "responses": {
