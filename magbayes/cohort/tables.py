@@ -322,10 +322,10 @@ def early_sural_reduction(
         ``<NA>`` when the amplitude or the study time is missing or the study fell outside
         the window (the early status is then unknown, never assumed).
     """
-    snap = pd.to_numeric(patients.get("sural_snap_uv"), errors="coerce")
-    when = pd.to_numeric(patients.get("first_ncs_years"), errors="coerce")
-    if snap is None or when is None:
+    if "sural_snap_uv" not in patients.columns or "first_ncs_years" not in patients.columns:
         return pd.Series(pd.NA, index=patients.index, dtype="boolean")
+    snap = pd.to_numeric(patients["sural_snap_uv"], errors="coerce")
+    when = pd.to_numeric(patients["first_ncs_years"], errors="coerce")
     known = snap.notna() & when.notna() & (when <= window_years)
     out = pd.Series(pd.NA, index=patients.index, dtype="boolean")
     out[known] = snap[known] < threshold_uv
