@@ -241,9 +241,10 @@ def site_effect(
     site_idx : numpy.ndarray
         Site index of each row the effect is returned for.
     pooling : {"partial", "fixed"}
-        ``partial``: offsets ~ Normal(0, sd) with ``sd ~ HalfNormal(scale)``, non-centred
-        (with two sites the sd is barely identified: ``scale`` is the stated, weakly
-        informative prior). ``fixed``: the first site is the reference (0) and the others
+        ``partial``: offsets sum to zero across sites (the overall level lives in the
+        intercept or the cutpoints), offsets = sd * ZeroSumNormal(1) with
+        ``sd ~ HalfNormal(scale)``, non-centred (with two sites the sd is barely
+        identified: ``scale`` is the stated, weakly informative prior). ``fixed``: the first site is the reference (0) and the others
         get independent Normal(0, scale) offsets.
     scale : float
         Prior scale (model units).
@@ -257,7 +258,7 @@ def site_effect(
     n_sites = len(model.coords[dim])
     if pooling == "partial":
         sd = pm.HalfNormal(f"{name}_sd", sigma=scale)
-        raw = pm.Normal(f"{name}_raw", 0.0, 1.0, dims=dim)
+        raw = pm.ZeroSumNormal(f"{name}_raw", sigma=1.0, dims=dim)
         offsets = pm.Deterministic(name, raw * sd, dims=dim)
     elif pooling == "fixed":
         if n_sites == 1:

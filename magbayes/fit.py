@@ -1,0 +1,472 @@
+"""Fitting a model spec to a cohort, and the fitted result.
+
+``fit(cohort, "progression")`` runs the pipeline of STYLE.md: resolve the spec, apply its
+early-sural definition to the cohort, build the design and the PyMC model, sample with
+nutpie, add the log-likelihood, prior and posterior predictive draws, and return a
+:class:`FitResult`. ``FitResult.save(folder)`` writes the results folder of CONTRACT.md
+section 4 atomically; :func:`load_fit` reopens it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pymc as pm
+import xarray as xr
+
+from magbayes import __version__
+from magbayes.cohort.tables import Cohort
+from magbayes.models import get_model_module
+from magbayes.models.base import Design
+from magbayes.spec import Spec, deep_merge, load_spec
+
+#: Convergence gate (CONTRACT.md section 3).
+RHAT_MAX = 1.01
+ESS_BULK_MIN = 400
+
+#: Variables never listed in summaries or gated: raw non-centred draws and imputations
+#: are gated through the quantities built from them.
+_NOT_SUMMARISED_PREFIXES = ("patient_z", "covariate_missing")
+
+
+def resolve_spec(model: str | Path | Spec, overrides: dict | None = None) -> Spec:
+    """Load a spec by name or path and fill the model's defaults under it.
+
+    Parameters
+    ----------
+    model : str, pathlib.Path or Spec
+        ``"progression"``, a path to a ``.toml`` spec, or an already loaded spec.
+    overrides : dict, optional
+        Nested values replacing the spec's (``{"sampler": {"draws": 200}}``).
+
+    Returns
+    -------
+    Spec
+        With every key the model reads present.
+    """
+    spec = model if isinstance(model, Spec) else load_spec(model)
+    module = get_model_module(spec.model)
+    data = deep_merge(module.DEFAULTS, spec.data)
+    if overrides:
+        data = deep_merge(data, overrides)
+    return Spec(model=spec.model, data=data, path=spec.path, text=spec.text)
+
+
+def prepare(cohort: Cohort, spec: Spec) -> tuple[Cohort, Design, pm.Model]:
+    """Apply the spec's early-sural definition, then build the design and the model.
+
+    This is what ``magbayes fit --dry-run`` shows; nothing is sampled.
+    """
+    module = get_model_module(spec.model)
+    sural = spec.section("early_sural")
+    cohort = cohort.with_sural_definition(
+        float(sural.get("threshold_uv", cohort.sural_threshold_uv)),
+        float(sural.get("window_years", cohort.sural_window_years)),
+    )
+    design = module.make_design(cohort, spec)
+    model = module.build_model(design, spec)
+    return cohort, design, model
+
+
+def fit(
+    cohort: Cohort | str | Path,
+    model: str | Path | Spec = "progression",
+    *,
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    seed: int | None = None,
+    sampler: str = "nutpie",
+    overrides: dict | None = None,
+    progress: bool | None = None,
+    prior_predictive: bool = True,
+    command: str | None = None,
+) -> FitResult:
+    """Fit a model spec to a cohort.
+
+    Parameters
+    ----------
+    cohort : Cohort or path
+        A loaded cohort, or a cohort folder / workbook to load.
+    model : str, pathlib.Path or Spec
+        Spec name (``"progression"``, ``"worsening"``, ``"response"``) or path.
+    draws, tune, chains, seed : int, optional
+        Override the spec's ``[sampler]`` values.
+    sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
+        NUTS implementation (PyMC's ``nuts_sampler``).
+    overrides : dict, optional
+        Nested spec values to replace.
+    progress : bool, optional
+        Show sampling progress; default: only on a terminal.
+    prior_predictive : bool
+        Also draw from the prior (for prior/posterior plots and prior predictive checks).
+    command : str, optional
+        The command line to record in the manifest.
+
+    Returns
+    -------
+    FitResult
+    """
+    if not isinstance(cohort, Cohort):
+        from magbayes.cohort.read import load_cohort
+
+        cohort = load_cohort(cohort)
+    sampler_overrides = {
+        k: v
+        for k, v in {"draws": draws, "tune": tune, "chains": chains, "seed": seed}.items()
+        if v is not None
+    }
+    spec = resolve_spec(model, deep_merge(overrides or {}, {"sampler": sampler_overrides}))
+    settings = spec.section("sampler")
+    seed_value = int(settings.get("seed", 2020))
+    if progress is None:
+        progress = sys.stderr.isatty()
+
+    started = time.perf_counter()
+    cohort, design, pm_model = prepare(cohort, spec)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*object mode.*")
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        sample_start = time.perf_counter()
+        tree = pm.sample(
+            model=pm_model,
+            draws=int(settings.get("draws", 1000)),
+            tune=int(settings.get("tune", 1000)),
+            chains=int(settings.get("chains", 4)),
+            random_seed=seed_value,
+            nuts_sampler=sampler,
+            target_accept=float(settings.get("target_accept", 0.9)),
+            progressbar=progress,
+        )
+        sampling_seconds = time.perf_counter() - sample_start
+        pm.compute_log_likelihood(
+            tree, model=pm_model, extend_inferencedata=True, progressbar=False
+        )
+        pm.sample_posterior_predictive(
+            tree,
+            model=pm_model,
+            random_seed=seed_value + 1,
+            extend_inferencedata=True,
+            progressbar=False,
+        )
+        if prior_predictive:
+            prior = pm.sample_prior_predictive(
+                draws=int(settings.get("prior_draws", 500)),
+                model=pm_model,
+                random_seed=seed_value + 2,
+            )
+            for group in ("prior", "prior_predictive"):
+                if group in prior.children:
+                    tree[group] = prior[group]
+    tree["constant_data"] = xr.DataTree(design.constant_data())
+    module = get_model_module(spec.model)
+    if hasattr(module, "finalise"):
+        tree = module.finalise(tree, design)
+    wall_seconds = time.perf_counter() - started
+
+    return FitResult(
+        posterior=tree,
+        spec=spec,
+        design_counts=_jsonable(design.counts),
+        standardisation=design.standardisation,
+        cohort_summary=_jsonable(cohort.summary()),
+        data_sha256=cohort.sha256,
+        seed=seed_value,
+        sampler=sampler,
+        timing={"sampling_seconds": sampling_seconds, "wall_seconds": wall_seconds},
+        command=command or "",
+    )
+
+
+@dataclass
+class FitResult:
+    """A fitted model: posterior DataTree plus everything needed to report it.
+
+    Attributes
+    ----------
+    posterior : xarray.DataTree
+        Groups posterior, posterior_predictive, log_likelihood, sample_stats,
+        observed_data, constant_data (and prior, prior_predictive when drawn).
+    spec : Spec
+        The resolved spec (defaults filled in).
+    design_counts : dict
+        Numbers the report states (visits used, values imputed, records left out).
+    standardisation : dict
+        Mean and sd (original units) of each standardised covariate.
+    cohort_summary : dict
+        :meth:`Cohort.summary` of the fitted cohort.
+    data_sha256 : str
+        SHA-256 of the cohort files.
+    seed : int
+        Random seed of the sampler.
+    sampler : str
+        NUTS implementation used.
+    timing : dict
+        ``sampling_seconds`` and ``wall_seconds`` (s).
+    command : str
+        Command line that produced the fit.
+    """
+
+    posterior: xr.DataTree
+    spec: Spec
+    design_counts: dict[str, Any]
+    standardisation: dict[str, dict[str, float]]
+    cohort_summary: dict[str, Any]
+    data_sha256: str
+    seed: int
+    sampler: str
+    timing: dict[str, float]
+    command: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # ----------------------------------------------------------------- statistics
+    @property
+    def model(self) -> str:
+        """Model name."""
+        return self.spec.model
+
+    @property
+    def hdi_prob(self) -> float:
+        """Probability mass of the highest-density intervals reported."""
+        return float(self.spec.section("sampler").get("hdi_prob", 0.94))
+
+    def summary_vars(self) -> list[str]:
+        """Population-level variables present in the posterior, in the module's order."""
+        module = get_model_module(self.model)
+        present = list(self.posterior["posterior"].data_vars)
+        wanted = getattr(module, "SUMMARY_VARS", present)
+        return [v for v in wanted if v in present]
+
+    def summary(self, var_names: list[str] | None = None) -> pd.DataFrame:
+        """ArviZ summary: mean, sd, HDI bounds, ess_bulk, ess_tail, r_hat, MCSE.
+
+        Parameters
+        ----------
+        var_names : list of str, optional
+            Variables to list; default the model's population-level parameters.
+        """
+        names = var_names or self.summary_vars()
+        table = az.summary(
+            self.posterior,
+            var_names=names,
+            ci_prob=self.hdi_prob,
+            ci_kind="hdi",
+            round_to="none",
+        )
+        return table.apply(pd.to_numeric, errors="coerce")
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Convergence checks over every sampled parameter (the gate of the CLI)."""
+        post = self.posterior["posterior"].to_dataset()
+        names = [
+            v
+            for v in post.data_vars
+            if not v.startswith(_NOT_SUMMARISED_PREFIXES) and post[v].dtype.kind == "f"
+        ]
+        rhat = az.rhat(post[names])
+        ess_bulk = az.ess(post[names], method="bulk")
+        ess_tail = az.ess(post[names], method="tail")
+
+        def extreme(ds: xr.Dataset, how: str) -> tuple[float, str]:
+            values = {k: float(getattr(ds[k], how)(skipna=True)) for k in ds.data_vars}
+            values = {k: v for k, v in values.items() if np.isfinite(v)}
+            if not values:
+                return float("nan"), ""
+            key = (max if how == "max" else min)(values, key=values.get)
+            return values[key], key
+
+        r_hat_max, r_hat_var = extreme(rhat, "max")
+        ess_bulk_min, ess_bulk_var = extreme(ess_bulk, "min")
+        ess_tail_min, ess_tail_var = extreme(ess_tail, "min")
+        stats = self.posterior["sample_stats"]
+        divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
+        reasons = []
+        if r_hat_max > RHAT_MAX:
+            reasons.append(f"R-hat {r_hat_max:.3f} > {RHAT_MAX} ({r_hat_var})")
+        if ess_bulk_min < ESS_BULK_MIN:
+            reasons.append(f"bulk ESS {ess_bulk_min:.0f} < {ESS_BULK_MIN} ({ess_bulk_var})")
+        if divergences:
+            reasons.append(f"{divergences} divergent transition(s)")
+        post_attrs = self.posterior["posterior"].attrs
+        return {
+            "r_hat_max": r_hat_max,
+            "r_hat_max_variable": r_hat_var,
+            "ess_bulk_min": ess_bulk_min,
+            "ess_bulk_min_variable": ess_bulk_var,
+            "ess_tail_min": ess_tail_min,
+            "ess_tail_min_variable": ess_tail_var,
+            "divergences": divergences,
+            "chains": int(post.sizes["chain"]),
+            "draws": int(post.sizes["draw"]),
+            "sampling_seconds": float(
+                self.timing.get("sampling_seconds", post_attrs.get("sampling_time", 0.0))
+            ),
+            "wall_seconds": float(self.timing.get("wall_seconds", 0.0)),
+            "thresholds": {"r_hat_max": RHAT_MAX, "ess_bulk_min": ESS_BULK_MIN, "divergences": 0},
+            "passed": not reasons,
+            "reasons": reasons,
+        }
+
+    def headline(self) -> dict[str, Any]:
+        """The study question's answer (``headline.json`` of CONTRACT.md)."""
+        from magbayes.report.headline import headline_for
+
+        return headline_for(self)
+
+    # ----------------------------------------------------------------- files
+    def manifest(self) -> dict[str, Any]:
+        """Provenance: command, resolved spec, seed, data SHA-256, versions."""
+        return {
+            "magbayes_version": __version__,
+            "model": self.model,
+            "command": self.command,
+            "spec_path": self.spec.path,
+            "spec": self.spec.data,
+            "seed": self.seed,
+            "sampler": self.sampler,
+            "data_sha256": self.data_sha256,
+            "cohort": self.cohort_summary,
+            "design_counts": self.design_counts,
+            "standardisation": self.standardisation,
+            "timing": self.timing,
+            "versions": package_versions(),
+        }
+
+    def save(self, folder: str | Path, *, report: bool = True) -> Path:
+        """Write the results folder atomically (CONTRACT.md section 4).
+
+        Everything is written into a temporary sibling folder that replaces ``folder``
+        only when complete, so an interrupted save leaves no half-written results.
+
+        Parameters
+        ----------
+        folder : str or pathlib.Path
+            Results folder (created or replaced).
+        report : bool
+            Also draw the figures and write ``report.md`` / ``report.html``.
+
+        Returns
+        -------
+        pathlib.Path
+        """
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+        try:
+            self._write_files(tmp, report=report)
+            _replace_folder(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return folder
+
+    def _write_files(self, out: Path, *, report: bool) -> None:
+        tree = self.posterior.copy()
+        tree.attrs.update(
+            {
+                "magbayes_version": __version__,
+                "magbayes_model": self.model,
+                "magbayes_manifest": json.dumps(_jsonable(self.manifest())),
+            }
+        )
+        tree.to_netcdf(out / "posterior.nc", engine="h5netcdf")
+        self.summary().to_csv(out / "summary.csv", index_label="parameter")
+        _write_json(out / "headline.json", self.headline())
+        _write_json(out / "diagnostics.json", self.diagnostics())
+        _write_json(out / "manifest.json", self.manifest())
+        if report:
+            from magbayes.report import write_report
+
+            write_report(self, out)
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, target)
+
+
+def load_fit(folder: str | Path) -> FitResult:
+    """Reopen a results folder written by :meth:`FitResult.save`.
+
+    Parameters
+    ----------
+    folder : str or pathlib.Path
+        Results folder containing ``posterior.nc`` and ``manifest.json``.
+
+    Returns
+    -------
+    FitResult
+    """
+    folder = Path(folder)
+    path = folder / "posterior.nc"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} is not a magbayes results folder (no posterior.nc)")
+    with xr.open_datatree(path, engine="h5netcdf") as opened:
+        tree = opened.load()
+    manifest = json.loads(tree.attrs.get("magbayes_manifest", "{}"))
+    if not manifest and (folder / "manifest.json").is_file():
+        manifest = json.loads((folder / "manifest.json").read_text())
+    spec = Spec(
+        model=manifest.get("model", tree.attrs.get("magbayes_model", "")),
+        data=manifest.get("spec", {}),
+        path=manifest.get("spec_path", ""),
+    )
+    return FitResult(
+        posterior=tree,
+        spec=spec,
+        design_counts=manifest.get("design_counts", {}),
+        standardisation=manifest.get("standardisation", {}),
+        cohort_summary=manifest.get("cohort", {}),
+        data_sha256=manifest.get("data_sha256", ""),
+        seed=int(manifest.get("seed", 0)),
+        sampler=manifest.get("sampler", ""),
+        timing=manifest.get("timing", {}),
+        command=manifest.get("command", ""),
+    )
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and of the packages a fit depends on."""
+    import importlib.metadata as md
+    import platform
+
+    versions = {"python": platform.python_version(), "magbayes": __version__}
+    for name in ("pymc", "pytensor", "nutpie", "arviz", "numpy", "pandas", "xarray", "scipy"):
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.write_text(json.dumps(_jsonable(payload), indent=2, sort_keys=False) + "\n")
