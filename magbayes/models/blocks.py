@@ -244,8 +244,9 @@ def site_effect(
         ``partial``: offsets sum to zero across sites (the overall level lives in the
         intercept or the cutpoints), offsets = sd * ZeroSumNormal(1) with
         ``sd ~ HalfNormal(scale)``, non-centred (with two sites the sd is barely
-        identified: ``scale`` is the stated, weakly informative prior). ``fixed``: the first site is the reference (0) and the others
-        get independent Normal(0, scale) offsets.
+        identified: ``scale`` is the stated, weakly informative prior).
+        ``fixed``: the first site is the reference (0) and the others get independent
+        Normal(0, scale) offsets.
     scale : float
         Prior scale (model units).
 
