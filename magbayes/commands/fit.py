@@ -1,0 +1,96 @@
+"""``magbayes fit MODEL --data DIR --out RESULTS``: fit a model spec and write a results folder."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from magbayes.cli import EXIT_NOT_CONVERGED, EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``fit`` subcommand."""
+    p = sub.add_parser(
+        "fit",
+        help="fit a model spec to a cohort and write a results folder",
+        description=(
+            "Fit a model spec (a name in models/ such as 'progression', or a path to a "
+            ".toml spec) to a cohort folder and write RESULTS (posterior.nc, summary.csv, "
+            "headline.json, diagnostics.json, manifest.json, figures/, report). Exit status "
+            "3 when convergence checks fail (results are still written)."
+        ),
+    )
+    p.add_argument("model", help="spec name (progression, worsening, response) or .toml path")
+    p.add_argument("--data", required=True, help="cohort folder (or .xlsx workbook)")
+    p.add_argument("--out", help="results folder to write (required unless --dry-run)")
+    p.add_argument("--draws", type=int, help="posterior draws per chain (spec default)")
+    p.add_argument("--tune", type=int, help="tuning steps per chain (spec default)")
+    p.add_argument("--chains", type=int, help="number of chains (spec default)")
+    p.add_argument("--seed", type=int, help="random seed (spec default)")
+    p.add_argument(
+        "--sampler",
+        default="nutpie",
+        choices=["nutpie", "pymc", "numpyro", "blackjax"],
+        help="NUTS implementation (default nutpie)",
+    )
+    p.add_argument(
+        "--allow-warnings",
+        action="store_true",
+        help="exit 0 even when R-hat, ESS or divergence checks fail",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the design (arrays, dimensions, counts) and the model, without sampling",
+    )
+    p.add_argument("--no-report", action="store_true", help="skip figures and report")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fit, save, print the headline and the convergence verdict."""
+    from magbayes.cohort.read import load_cohort
+    from magbayes.fit import fit, prepare, resolve_spec
+
+    cohort = load_cohort(args.data)
+    if args.dry_run:
+        spec = resolve_spec(args.model)
+        _, design, model = prepare(cohort, spec)
+        print(design)
+        print()
+        print(model.str_repr())
+        return EXIT_OK
+    if not args.out:
+        print("error: --out RESULTS is required (or use --dry-run)", file=sys.stderr)
+        return 2
+    result = fit(
+        cohort,
+        args.model,
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        seed=args.seed,
+        sampler=args.sampler,
+        command="magbayes " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    result.save(args.out, report=not args.no_report)
+    headline = result.headline()
+    diagnostics = result.diagnostics()
+    print(f"results written to {args.out}")
+    print(
+        f"{headline['question']}\n  P = {headline['p_sural_predicts_rituximab_benefit']:.3f} "
+        f"(MCSE {headline['mcse']:.3f}); contrast mean {headline['contrast']['mean']:.3f}, "
+        f"{100 * headline['contrast']['hdi_prob']:.0f}% HDI "
+        f"[{headline['contrast']['hdi_low']:.3f}, {headline['contrast']['hdi_high']:.3f}]"
+    )
+    if diagnostics["passed"]:
+        print(
+            f"convergence: passed (R-hat max {diagnostics['r_hat_max']:.3f}, bulk ESS min "
+            f"{diagnostics['ess_bulk_min']:.0f}, {diagnostics['divergences']} divergences)"
+        )
+        return EXIT_OK
+    print("convergence: FAILED - " + "; ".join(diagnostics["reasons"]), file=sys.stderr)
+    if args.allow_warnings:
+        return EXIT_OK
+    return EXIT_NOT_CONVERGED
