@@ -10,8 +10,13 @@ from magbayes.errors import CohortError, Problem, SpecError
 
 __version__ = "0.1.0"
 
+# Imported eagerly: the submodule ``magbayes.fit`` would otherwise shadow the function
+# ``mb.fit`` once anything imports it.
+from magbayes.fit import FitResult, fit, load_fit  # noqa: E402
+
 __all__ = [
     "CohortError",
+    "FitResult",
     "Problem",
     "SpecError",
     "__version__",
@@ -25,8 +30,6 @@ __all__ = [
 _LAZY = {
     "load_cohort": ("magbayes.cohort.read", "load_cohort"),
     "simulate_cohort": ("magbayes.simulate", "simulate_cohort"),
-    "fit": ("magbayes.fit", "fit"),
-    "load_fit": ("magbayes.fit", "load_fit"),
     "load_spec": ("magbayes.spec", "load_spec"),
 }
 

@@ -57,18 +57,19 @@ DEFAULTS: dict[str, Any] = {
     },
     "sites": {"pooling": "partial"},
     "priors": {
-        "slope_sd": 0.5,
-        "patient_level_sd": 2.0,
-        "patient_rate_sd": 0.3,
-        "site_sd": 0.5,
-        "treatment_sd": 0.3,
-        "rituximab_sd": 0.3,
-        "interaction_sd": 0.3,
-        "later_line_sd": 0.2,
+        "slope_sd": 1.0,
+        "patient_level_sd": 5.0,
+        "patient_rate_sd": 0.5,
+        "site_sd": 1.0,
+        "treatment_sd": 0.5,
+        "rituximab_sd": 0.5,
+        "interaction_sd": 0.5,
+        "later_line_sd": 0.3,
         "level_change_sd": 1.0,
-        "sural_rate_sd": 0.3,
-        "covariate_sd": 1.0,
-        "cutpoint_sd": 3.0,
+        "sural_rate_sd": 0.5,
+        "covariate_sd": 2.0,
+        "cutpoint_sd": 5.0,
+        "cutpoint_spacing": 3.0,
         "irods_precision_rate": 0.1,
     },
     "sampler": {
@@ -283,32 +284,40 @@ def _drop_patients(cohort: Cohort, drop: set[str]) -> Cohort:
 
 
 def _padded(values: np.ndarray, design: Design, fill: float) -> np.ndarray:
+    """Per-visit values (visit, ...) laid out as (patient, visit_slot, ...)."""
+    values = np.asarray(values)
     n_patients = len(design.coords["patient"])
     n_slots = len(design.coords["visit_slot"])
-    out = np.full((n_patients, n_slots), fill, dtype=np.asarray(values).dtype)
+    out = np.full((n_patients, n_slots, *values.shape[1:]), fill, dtype=values.dtype)
     out[design.data["patient_of_visit"], design.data["visit_slot_of_visit"]] = values
     return out
 
 
 def _score_logp(family: str):
-    def logp(value, eta_reduced, eta_preserved, observed, known, reduced, prevalence, *params):
-        safe = pt.where(observed, value, 0 if family == "ordered_logistic" else 0.5)
-        per_cell_r = scores.cell_logp(family, safe, eta_reduced, list(params))
-        per_cell_p = scores.cell_logp(family, safe, eta_preserved, list(params))
-        logp_r = pt.sum(pt.where(observed, per_cell_r, 0.0), axis=-1)
-        logp_p = pt.sum(pt.where(observed, per_cell_p, 0.0), axis=-1)
-        chosen = pt.switch(reduced, logp_r, logp_p)
-        mixed = pt.logaddexp(pt.log(prevalence) + logp_r, pt.log1p(-prevalence) + logp_p)
+    """Per-patient log-likelihood of the score, summing out an unknown early-sural status."""
+
+    def logp(value, observed, eta_reduced, eta_preserved, known, reduced, prevalence, *params):
+        fill = 0 if family == "ordered_logistic" else 0.5
+        safe = pt.where(observed, value, fill)
+        per_patient = []
+        for eta in (eta_reduced, eta_preserved):
+            cells = scores.cell_logp(family, safe, eta, list(params))
+            per_patient.append(pt.sum(pt.where(observed, cells, 0.0), axis=-1))
+        if_reduced, if_preserved = per_patient
+        chosen = pt.switch(reduced, if_reduced, if_preserved)
+        mixed = pt.logaddexp(pt.log(prevalence) + if_reduced, pt.log1p(-prevalence) + if_preserved)
         return pt.switch(known, chosen, mixed)
 
     return logp
 
 
 def _score_random(family: str):
+    """Draw scores (patient, visit_slot), drawing unknown early-sural statuses too."""
+
     def random(
+        observed,
         eta_reduced,
         eta_preserved,
-        observed,
         known,
         reduced,
         prevalence,
@@ -316,17 +325,23 @@ def _score_random(family: str):
         rng=None,
         size=None,
     ):
-        status = np.where(known, reduced, rng.random(np.shape(known)) < prevalence)
-        eta = np.where(np.asarray(status, bool)[..., None], eta_reduced, eta_preserved)
+        unknown_draw = rng.random(np.shape(known)) < prevalence
+        status = np.where(known, reduced, unknown_draw).astype(bool)
+        eta = np.where(status[..., None], eta_reduced, eta_preserved)
         drawn = scores.draw_cells(family, eta, list(params), rng)
-        fill = -1 if family == "ordered_logistic" else np.nan
-        return np.where(observed, drawn, fill)
+        if family == "ordered_logistic":
+            return np.where(observed, drawn, -1).astype(np.int64)
+        return np.where(observed, drawn, np.nan)
 
     return random
 
 
 def build_model(design: Design, spec: Spec) -> pm.Model:
     """The PyMC progression model for a design.
+
+    The latent disability is computed on the (patient, visit_slot) layout so that every
+    term is a dense elementwise operation; padding cells are masked out of the
+    likelihood.
 
     Parameters
     ----------
@@ -352,8 +367,9 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
     coords = {k: v for k, v in design.coords.items() if len(v) or k == "treatment"}
     n_treatments = len(design.coords["treatment"])
     n_covariates = len(design.coords["covariate"])
-    patient_of_visit = d["patient_of_visit"]
-    years = d["years_since_onset"]
+    observed = _padded(np.ones(len(d["years_since_onset"]), bool), design, False)
+    years = _padded(d["years_since_onset"], design, 0.0)
+    rituximab_years = _padded(d["rituximab_years"], design, 0.0)
 
     with pm.Model(coords=coords) as model:
         site_of_patient = d["site_of_patient"]
@@ -375,42 +391,42 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
         corr_unit = pm.Beta("patient_corr_unit", 2.0, 2.0)
         patient_corr = pm.Deterministic("patient_corr", 2.0 * corr_unit - 1.0)
         z = pm.Normal("patient_z", 0.0, 1.0, dims=("patient", "patient_effect"))
-        level_dev = patient_sd[0] * z[:, 0]
-        rate_dev = patient_sd[1] * (
-            patient_corr * z[:, 0] + pt.sqrt(1.0 - patient_corr**2) * z[:, 1]
+        level = site_level + patient_sd[0] * z[:, 0]
+        rate = (
+            slope
+            + site_slope
+            + patient_sd[1] * (patient_corr * z[:, 0] + pt.sqrt(1.0 - patient_corr**2) * z[:, 1])
         )
-        level = site_level + level_dev
-        rate = slope + site_slope + rate_dev
-
-        eta = level[patient_of_visit] + rate[patient_of_visit] * years
         if n_covariates:
             x = blocks.imputed_covariates(d["covariate_value"], list(d["covariate_binary"]))
             beta = pm.Normal("beta_covariate", 0.0, prior("covariate_sd"), dims="covariate")
-            eta = eta + pt.dot(x, beta)[patient_of_visit]
+            level = level + pt.dot(x, beta)
+
+        eta = level[:, None] + rate[:, None] * years
         if n_treatments:
             gamma = pm.Normal("gamma_treatment", 0.0, prior("treatment_sd"), dims="treatment")
-            eta = eta + pt.dot(d["treatment_years"], gamma)
+            eta = eta + pt.dot(_padded(d["treatment_years"], design, 0.0), gamma)
         gamma_rtx = pm.Normal("gamma_rituximab", 0.0, prior("rituximab_sd"))
         gamma_x = pm.Normal("gamma_rituximab_x_sural", 0.0, prior("interaction_sd"))
-        eta = eta + gamma_rtx * d["rituximab_years"]
+        eta = eta + gamma_rtx * rituximab_years
         if tspec.get("later_line_effect", True):
             gamma_later = pm.Normal("gamma_later_line", 0.0, prior("later_line_sd"))
-            eta = eta + gamma_later * d["later_line_years"]
+            eta = eta + gamma_later * _padded(d["later_line_years"], design, 0.0)
         if tspec.get("level_change", False):
             if n_treatments:
                 delta = pm.Normal(
                     "delta_treatment", 0.0, prior("level_change_sd"), dims="treatment"
                 )
-                eta = eta + pt.dot(d["treatment_started"], delta)
+                eta = eta + pt.dot(_padded(d["treatment_started"], design, 0.0), delta)
             delta_rtx = pm.Normal("delta_rituximab", 0.0, prior("level_change_sd"))
-            eta = eta + delta_rtx * d["rituximab_started"]
-        eta_reduced = eta + rate_sural * years + gamma_x * d["rituximab_years"]
-
+            eta = eta + delta_rtx * _padded(d["rituximab_started"], design, 0.0)
+        # early sural reduction: faster rate before treatment, own change after rituximab
+        eta_reduced = eta + rate_sural * years + gamma_x * rituximab_years
         prevalence = blocks.sural_prevalence(d["sural_known"], d["sural_reduced"])
 
         if family == "ordered_logistic":
             n_cut = len(design.coords["cutpoint"])
-            centres = np.linspace(-4.0, 4.0, n_cut)
+            centres = prior("cutpoint_spacing") * (np.arange(n_cut) - (n_cut - 1) / 2.0)
             params = [
                 pm.Normal(
                     "cutpoints",
@@ -427,12 +443,11 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
             signature = "(v),(v),(v),(),(),(),()->(v)"
             fill, dtype = np.nan, "float64"
 
-        observed = _padded(np.ones(len(years), bool), design, False)
         pm.CustomDist(
             "score",
-            _scatter(eta_reduced, design),
-            _scatter(eta, design),
             observed,
+            eta_reduced,
+            eta,
             d["sural_known"].astype(bool),
             d["sural_reduced"].astype(bool),
             prevalence,
@@ -445,15 +460,6 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
             dtype=dtype,
         )
     return model
-
-
-def _scatter(per_visit: pt.TensorVariable, design: Design) -> pt.TensorVariable:
-    n_patients = len(design.coords["patient"])
-    n_slots = len(design.coords["visit_slot"])
-    grid = pt.zeros((n_patients, n_slots))
-    return pt.set_subtensor(
-        grid[design.data["patient_of_visit"], design.data["visit_slot_of_visit"]], per_visit
-    )
 
 
 # ----------------------------------------------------------------------------- results

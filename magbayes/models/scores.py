@@ -57,12 +57,31 @@ def centile_to_unit(centile: np.ndarray) -> np.ndarray:
 def cell_logp(
     family: str, value: pt.TensorVariable, eta: pt.TensorVariable, params: list
 ) -> pt.TensorVariable:
-    """Log-probability of each observed cell (same shape as ``eta``)."""
+    """Log-probability of each observed score (same shape as ``eta``).
+
+    For the ordered logistic, with ``a = c[y] - eta`` and ``b = c[y - 1] - eta`` (the
+    cutpoints above and below category ``y``, infinite beyond the ends),
+    ``P(y) = sigmoid(a) - sigmoid(b) = sigmoid(a) * sigmoid(-b) * (1 - exp(b - a))``, whose
+    log is computed without forming the full category-probability matrix.
+    """
     if family == "ordered_logistic":
         (cutpoints,) = params
-        dist = pm.OrderedLogistic.dist(eta=eta, cutpoints=cutpoints, compute_p=False)
-        return pm.logp(dist, value)
+        # cutpoints arrive as (c,) or broadcast to the batch, (patient, c)
+        cutpoints = pt.broadcast_to(cutpoints, (*value.shape[:-1], cutpoints.shape[-1]))
+        edge = pt.ones_like(cutpoints[..., :1]) * 1e4
+        extended = pt.concatenate([-edge, cutpoints, edge], axis=-1)
+        index = pt.cast(value, "int64")
+        above = pt.take_along_axis(extended, index + 1, axis=-1) - eta
+        below = pt.take_along_axis(extended, index, axis=-1) - eta
+        # log sigmoid(x) = -softplus(-x)
+        return (
+            -pt.softplus(-above)
+            - pt.softplus(below)
+            + pt.log1mexp(pt.minimum(below - above, -1e-12))
+        )
     (precision,) = params
+    if precision.ndim == eta.ndim - 1:
+        precision = precision[..., None]
     mean = pm.math.sigmoid(-eta)
     dist = pm.Beta.dist(alpha=mean * precision, beta=(1.0 - mean) * precision)
     return pm.logp(dist, value)
@@ -73,9 +92,14 @@ def draw_cells(family: str, eta: np.ndarray, params: list, rng: np.random.Genera
     if family == "ordered_logistic":
         (cutpoints,) = params
         cutpoints = np.asarray(cutpoints)
+        if cutpoints.ndim == eta.ndim:  # broadcast per patient: (patient, c)
+            cutpoints = cutpoints[..., None, :]
         below = expit(cutpoints - eta[..., None])  # P(score <= k)
         u = rng.random(eta.shape)
         return (u[..., None] > below).sum(axis=-1)
     (precision,) = params
+    precision = np.asarray(precision)
+    if precision.ndim == eta.ndim - 1 and precision.ndim:
+        precision = precision[..., None]
     mean = expit(-eta)
     return rng.beta(mean * precision, (1.0 - mean) * precision)

@@ -1,0 +1,242 @@
+"""The progression model: design, recovery of known truth, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import magbayes as mb
+from magbayes.fit import prepare, resolve_spec
+from magbayes.models import progression
+
+FAST = {"draws": 300, "tune": 300, "chains": 2}
+
+
+def fit_simulated(n_patients, effect, seed, **kwargs):
+    sim = mb.simulate_cohort(
+        n_patients=n_patients, seed=seed, sural_rituximab_effect=effect, worsening_from="scores"
+    )
+    settings = {**FAST, **kwargs}
+    return sim, mb.fit(sim.cohort, "progression", seed=seed, prior_predictive=False, **settings)
+
+
+# ----------------------------------------------------------------------------- design
+
+
+@pytest.fixture(scope="module")
+def small_sim():
+    return mb.simulate_cohort(n_patients=30, seed=5)
+
+
+def test_design_counts_every_visit_and_course(small_sim):
+    spec = resolve_spec("progression")
+    cohort, design, model = prepare(small_sim.cohort, spec)
+    scored = cohort.visits["incat"].notna().sum()
+    assert design.counts["visits with incat"] == scored
+    assert len(design.data["score"]) == scored
+    n_courses = len(cohort.treatments)
+    modelled = design.counts["treatment courses modelled"]
+    assert modelled + design.counts["treatment courses not modelled (treatment not in spec)"] == (
+        n_courses
+    )
+    # every PyMC variable has named dims (scalars excepted)
+    for rv in model.free_RVs + model.observed_RVs + model.deterministics:
+        if rv.ndim:
+            assert model.named_vars_to_dims.get(rv.name), rv.name
+
+
+def test_treatment_exposure_starts_at_course_start():
+    sim = mb.simulate_cohort(n_patients=40, seed=11)
+    spec = resolve_spec("progression")
+    cohort, design, _ = prepare(sim.cohort, spec)
+    courses = cohort.treatments[cohort.treatments["treatment"] == "rituximab"]
+    pid = courses["patient_id"].iloc[0]
+    start = courses[courses["patient_id"] == pid]["start_years"].min()
+    ids = np.asarray(design.coords["patient"])[design.data["patient_of_visit"]]
+    years = design.data["years_since_onset"][ids == pid]
+    exposure = design.data["rituximab_years"][ids == pid]
+    assert np.all(exposure[years <= start] == 0)
+    after = years > start
+    # a patient may have several rituximab courses: exposure is at least the first one's
+    assert np.all(exposure[after] >= years[after] - start - 1e-12)
+
+
+def test_missing_covariates_are_imputed_not_dropped(small_sim):
+    spec = resolve_spec("progression", {"covariates": {"baseline": ["age_at_onset"]}})
+    cohort = small_sim.cohort
+    patients = cohort.patients.copy()
+    patients.loc[patients.index[:3], "age_at_onset"] = np.nan
+    from magbayes.cohort.tables import Cohort
+
+    holey = Cohort.from_frames(patients.reset_index(), cohort.visits, cohort.treatments)
+    _, design, model = prepare(holey, spec)
+    assert design.counts["covariate values imputed in the model"] == 3
+    assert len(design.coords["patient"]) == cohort.n_patients
+    assert "covariate_missing" in model.named_vars
+    assert model.named_vars_to_dims["covariate_missing"] == ("missing_covariate_continuous",)
+
+
+def test_unknown_sural_status_is_marginalised_or_excluded(small_sim):
+    cohort = small_sim.cohort
+    n_unknown = int(cohort.patients["sural_reduced"].isna().sum())
+    assert n_unknown > 0, "simulator should leave some early-sural statuses unknown"
+    _, design, _ = prepare(cohort, resolve_spec("progression"))
+    assert design.counts["early sural unknown (marginalised in the model)"] == n_unknown
+    assert len(design.coords["patient"]) == cohort.n_patients
+    spec = resolve_spec("progression", {"early_sural": {"missing": "exclude"}})
+    _, design, _ = prepare(cohort, spec)
+    assert design.counts["patients left out: early-sural status unknown"] == n_unknown
+    assert len(design.coords["patient"]) == cohort.n_patients - n_unknown
+
+
+def test_marginal_likelihood_matches_explicit_mixture(small_sim):
+    """The per-patient log-likelihood of an unknown-status patient is the mixture."""
+    spec = resolve_spec("progression")
+    _, design, model = prepare(small_sim.cohort, spec)
+    point = model.initial_point()
+    point["gamma_rituximab_x_sural"] = np.array(-0.7)
+    point["rate_sural_reduced"] = np.array(0.4)
+    loglik = model.compile_fn(
+        model.logp(vars=[model["score"]], sum=False)[0], on_unused_input="ignore"
+    )
+    per_patient = loglik(point)
+    known = design.data["sural_known"].astype(bool)
+    i = int(np.nonzero(~known)[0][0])
+    # recompute with that patient forced to each status
+    results = []
+    for status in (1, 0):
+        forced = design.data.copy()
+        forced["sural_known"] = known.copy()
+        forced["sural_known"][i] = True
+        forced["sural_reduced"] = design.data["sural_reduced"].copy()
+        forced["sural_reduced"][i] = status
+        from magbayes.models.base import Design
+
+        d2 = Design(design.model, design.coords, forced, design.dims, design.counts)
+        m2 = progression.build_model(d2, spec)
+        f2 = m2.compile_fn(m2.logp(vars=[m2["score"]], sum=False)[0], on_unused_input="ignore")
+        results.append(f2(point)[i])
+    prevalence = 1 / (1 + np.exp(-point["sural_reduced_prevalence_logodds__"]))
+    expected = np.logaddexp(np.log(prevalence) + results[0], np.log1p(-prevalence) + results[1])
+    assert per_patient[i] == pytest.approx(expected, rel=1e-8)
+
+
+# ----------------------------------------------------------------------------- recovery
+
+
+@pytest.mark.slow
+def test_large_interaction_gives_high_probability_on_the_right_side():
+    _, result = fit_simulated(120, effect=-1.0, seed=21)
+    headline = result.headline()
+    assert headline["p_sural_predicts_rituximab_benefit"] > 0.9
+    assert headline["contrast"]["mean"] < 0
+    assert 0 <= headline["mcse"] < 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [31, 32, 33])
+def test_no_interaction_gives_no_extreme_probability(seed):
+    _, result = fit_simulated(47, effect=0.0, seed=seed, draws=200, tune=200)
+    p = result.headline()["p_sural_predicts_rituximab_benefit"]
+    assert 0.025 < p < 0.975
+
+
+@pytest.mark.slow
+def test_intervals_cover_truth_on_a_large_cohort():
+    sim, result = fit_simulated(300, effect=-0.5, seed=41)
+    truth = sim.truth["progression"]
+    summary = result.summary()
+    post = result.posterior["posterior"].to_dataset()
+    import arviz as az
+
+    checks = {
+        "slope": truth["slope"],
+        "rate_sural_reduced": truth["rate_sural_reduced"],
+        "gamma_rituximab": truth["gamma_rituximab"],
+        "gamma_rituximab_x_sural": truth["gamma_rituximab_x_sural"],
+        "gamma_later_line": truth["gamma_later_line"],
+    }
+    misses = []
+    for name, true_value in checks.items():
+        interval = az.hdi(post[name], prob=0.90)
+        low, high = float(interval.sel(ci_bound="lower")), float(interval.sel(ci_bound="upper"))
+        if not low <= true_value <= high:
+            misses.append((name, true_value, low, high))
+    for k, name in enumerate(["level", "rate"]):
+        interval = az.hdi(post["patient_sd"].sel(patient_effect=name), prob=0.90)
+        true_value = truth["patient_sd"][k]
+        low, high = float(interval.sel(ci_bound="lower")), float(interval.sel(ci_bound="upper"))
+        if not low <= true_value <= high:
+            misses.append((f"patient_sd[{name}]", true_value, low, high))
+    # with 7 intervals at 90%, one miss is expected now and then; two would be a bias
+    assert len(misses) <= 1, misses
+    assert summary.loc["gamma_rituximab_x_sural", "r_hat"] < 1.05
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+
+@pytest.fixture(scope="module")
+def tiny_fit():
+    sim = mb.simulate_cohort(n_patients=25, seed=7)
+    return sim, mb.fit(sim.cohort, "progression", draws=60, tune=60, chains=2, seed=3)
+
+
+def test_same_seed_same_posterior(tiny_fit):
+    sim, first = tiny_fit
+    again = mb.fit(sim.cohort, "progression", draws=60, tune=60, chains=2, seed=3)
+    a = first.posterior["posterior"]["gamma_rituximab_x_sural"].values
+    b = again.posterior["posterior"]["gamma_rituximab_x_sural"].values
+    np.testing.assert_array_equal(a, b)
+
+
+def test_posterior_has_every_group_with_labelled_dims(tiny_fit):
+    _, result = tiny_fit
+    tree = result.posterior
+    for group in (
+        "posterior",
+        "posterior_predictive",
+        "log_likelihood",
+        "sample_stats",
+        "observed_data",
+        "constant_data",
+    ):
+        assert group in tree.children, group
+    post = tree["posterior"]
+    assert sorted(post["site_level"].coords["site"].values) == ["centre_A", "centre_B"]
+    assert "ivig" in list(post["gamma_treatment"].coords["treatment"].values)
+    assert post["beta_covariate"].coords["covariate"].values[0] == "age_at_onset"
+    assert tree["log_likelihood"]["score"].dims[-1] == "patient"
+    assert tree["observed_data"]["score"].dims == ("visit",)
+    assert tree["posterior_predictive"]["score"].dims[-1] == "visit"
+
+
+def test_headline_has_contract_keys(tiny_fit):
+    _, result = tiny_fit
+    headline = result.headline()
+    for key in (
+        "question",
+        "p_sural_predicts_rituximab_benefit",
+        "mcse",
+        "contrast",
+        "p_rituximab_benefit_sural_reduced",
+        "p_rituximab_benefit_sural_preserved",
+        "n_patients",
+        "n_sites",
+        "n_visits",
+        "model",
+    ):
+        assert key in headline
+    for key in ("mean", "hdi_low", "hdi_high", "hdi_prob", "scale"):
+        assert key in headline["contrast"]
+    assert headline["contrast"]["hdi_low"] < headline["contrast"]["hdi_high"]
+    draws = result.posterior["posterior"]["gamma_rituximab_x_sural"].values
+    assert headline["p_sural_predicts_rituximab_benefit"] == pytest.approx((draws < 0).mean())
+
+
+def test_tiny_fit_fails_the_convergence_gate(tiny_fit):
+    _, result = tiny_fit
+    diagnostics = result.diagnostics()
+    assert diagnostics["ess_bulk_min"] < 400
+    assert diagnostics["passed"] is False
+    assert any("bulk ESS" in reason for reason in diagnostics["reasons"])
