@@ -1,0 +1,396 @@
+"""One SBC problem: a model compiled once, then, per fit, a prior draw and a refit.
+
+The generative code is the model's own PyMC graph, never a second copy of it:
+
+1. the model is built on a design (:class:`ModelStructure`: a simulated or real cohort's
+   patients, visits, treatment courses, covariates and early-sural statuses);
+2. every observed variable's data is swapped for a shared variable with
+   :func:`pymc.observe` (:func:`observed_as_shared`), so that nutpie compiles the
+   log-density once and each fit only replaces the data
+   (``CompiledPyMCModel.with_data``);
+3. per fit, one joint draw of the parameters and of every observed variable is taken
+   from the prior predictive distribution (PyMC's forward-sampling function, compiled
+   once and reseeded per fit), and the drawn outcomes become the observed data of the
+   refit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor
+import xarray as xr
+from pymc.pytensorf import reseed_rngs
+from pymc.sampling.forward import compile_forward_sampling_function
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.tensor.random.type import RandomGeneratorType
+from pytensor.tensor.variable import TensorConstant
+
+from magbayes.spec import Spec
+
+#: Prefix of the shared variables that hold the observed data of a fit.
+SHARED_PREFIX = "sbc_observed_"
+
+
+@dataclass(frozen=True)
+class ParameterElement:
+    """One scalar ranked by SBC: a variable, or one labelled element of it.
+
+    Attributes
+    ----------
+    label : str
+        ``slope``, ``gamma_treatment[ivig]``, ``cutpoints[0|1]``.
+    variable : str
+        Model variable name.
+    index : tuple of int
+        Position in the variable's array (empty for a scalar).
+    """
+
+    label: str
+    variable: str
+    index: tuple[int, ...] = ()
+
+
+@dataclass
+class PriorDraw:
+    """A joint prior draw: true parameter values and the data simulated from them.
+
+    Attributes
+    ----------
+    truth : dict[str, float]
+        Parameter label -> true value (model units).
+    data : dict[str, numpy.ndarray]
+        Observed variable name -> simulated data, in the model's layout.
+    """
+
+    truth: dict[str, float]
+    data: dict[str, np.ndarray]
+
+
+def observed_as_shared(model: pm.Model) -> tuple[pm.Model, dict[str, str]]:
+    """A copy of ``model`` whose observed data are shared variables.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        A model with observed variables.
+
+    Returns
+    -------
+    model : pymc.Model
+        The same graph, built by :func:`pymc.observe`, each observed variable's data now a
+        shared variable initialised to the original data.
+    shared_names : dict[str, str]
+        Observed variable name -> shared variable name (``sbc_observed_<name>``), the keys
+        for ``CompiledPyMCModel.with_data``.
+    """
+    replacements: dict[str, SharedVariable] = {}
+    names: dict[str, str] = {}
+    for rv in model.observed_RVs:
+        value = model.rvs_to_values[rv]
+        if isinstance(value, TensorConstant):
+            data = np.asarray(value.data)
+        elif isinstance(value, SharedVariable):
+            data = np.asarray(value.get_value())
+        else:
+            data = np.asarray(value.eval())
+        shared = pytensor.shared(np.array(data), name=f"{SHARED_PREFIX}{rv.name}")
+        replacements[rv.name] = shared
+        names[rv.name] = shared.name
+    return pm.observe(model, replacements), names
+
+
+def parameter_elements(model: pm.Model, names: list[str]) -> list[ParameterElement]:
+    """Every scalar of the named variables, labelled with the model's coordinates.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        The model (its ``dims`` and ``coords`` give the labels).
+    names : list of str
+        Free random variables or deterministics.
+
+    Returns
+    -------
+    list of ParameterElement
+    """
+    dims = model.named_vars_to_dims
+    elements = []
+    for name in names:
+        var_dims = dims.get(name)
+        if var_dims and all(d in model.coords and model.coords[d] is not None for d in var_dims):
+            labels = [list(model.coords[d]) for d in var_dims]
+            shape = tuple(len(lab) for lab in labels)
+        else:
+            shape = tuple(int(s) for s in model[name].shape.eval())
+            labels = [list(range(n)) for n in shape]
+        for index in np.ndindex(*shape):
+            if not index:
+                label = name
+            else:
+                label = f"{name}[{', '.join(str(labels[k][i]) for k, i in enumerate(index))}]"
+            elements.append(ParameterElement(label, name, tuple(int(i) for i in index)))
+    return elements
+
+
+def default_parameters(model: pm.Model, module: Any = None) -> list[str]:
+    """Population-level parameters to rank: the model module's ``SUMMARY_VARS`` present.
+
+    Without a module (or ``SUMMARY_VARS``), every free random variable with at most one
+    dimension.
+    """
+    present = {v.name for v in model.free_RVs + model.deterministics}
+    wanted = getattr(module, "SUMMARY_VARS", None)
+    if wanted:
+        return [v for v in wanted if v in present]
+    return [v.name for v in model.free_RVs if v.ndim <= 1]
+
+
+class SBCProblem:
+    """A model prepared for many SBC fits: compile once, draw and refit per fit.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        The model that is fitted (built on the design; its observed data are placeholders).
+    parameters : list of str, optional
+        Variables whose true values are ranked (default :func:`default_parameters`).
+    generator : pymc.Model, optional
+        Model the prior draws come from (default ``model``). It must have the same observed
+        and parameter variable names; a different generator (a shifted prior, say) makes a
+        deliberately mis-specified check.
+    name : str
+        Model name, for messages.
+    counts : dict, optional
+        The design's counts (patients, visits, ...), recorded with the run.
+
+    Notes
+    -----
+    The compiled objects are built on first use and kept, so a Dask worker that runs many
+    fits of one problem compiles it once.
+    """
+
+    def __init__(
+        self,
+        model: pm.Model,
+        *,
+        parameters: list[str] | None = None,
+        generator: pm.Model | None = None,
+        name: str = "",
+        counts: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.counts = dict(counts or {})
+        self.fit_model, self.shared_names = observed_as_shared(model)
+        self.generator = generator if generator is not None else model
+        self.parameters = list(parameters) if parameters else default_parameters(model)
+        missing = [p for p in self.parameters if p not in self.fit_model.named_vars]
+        if missing:
+            raise ValueError(f"parameters not in the model: {', '.join(missing)}")
+        self.elements = parameter_elements(self.fit_model, self.parameters)
+        self.observed_names = list(self.shared_names)
+        self._forward = None
+        self._forward_rngs: list[SharedVariable] = []
+        self._compiled = None
+
+    @property
+    def labels(self) -> list[str]:
+        """Labels of the ranked scalars, in order."""
+        return [e.label for e in self.elements]
+
+    # ------------------------------------------------------------------ prior draws
+    def _forward_function(self):
+        if self._forward is None:
+            outputs = [self.generator[name] for name in self.parameters + self.observed_names]
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*object mode.*")
+                fn, _ = compile_forward_sampling_function(
+                    outputs,
+                    vars_in_trace=[],
+                    basic_rvs=self.generator.basic_RVs,
+                    random_seed=0,
+                    model=self.generator,
+                    allow_input_downcast=True,
+                    accept_inplace=True,
+                )
+            self._forward = fn
+            self._forward_rngs = [
+                v for v in fn.get_shared() if isinstance(v.type, RandomGeneratorType)
+            ]
+        return self._forward
+
+    def draw(self, seed: int) -> PriorDraw:
+        """One joint draw of parameters and data from the prior predictive distribution.
+
+        Parameters
+        ----------
+        seed : int
+            Seed of this draw (the same seed gives the same draw).
+
+        Returns
+        -------
+        PriorDraw
+        """
+        fn = self._forward_function()
+        reseed_rngs(self._forward_rngs, seed)
+        values = fn()
+        n_par = len(self.parameters)
+        by_name = dict(zip(self.parameters, values[:n_par], strict=True))
+        truth = {e.label: float(np.asarray(by_name[e.variable])[e.index]) for e in self.elements}
+        data = {
+            name: np.asarray(v) for name, v in zip(self.observed_names, values[n_par:], strict=True)
+        }
+        return PriorDraw(truth=truth, data=data)
+
+    # ------------------------------------------------------------------ refits
+    def compiled(self):
+        """The nutpie-compiled log-density of the fitted model (built once)."""
+        if self._compiled is None:
+            import nutpie
+
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*object mode.*")
+                self._compiled = nutpie.compile_pymc_model(self.fit_model)
+        return self._compiled
+
+    def posterior(
+        self,
+        data: dict[str, np.ndarray],
+        *,
+        seed: int,
+        draws: int,
+        tune: int,
+        chains: int,
+        target_accept: float = 0.9,
+        cores: int = 1,
+    ) -> xr.DataTree:
+        """Fit the compiled model to new data with nutpie.
+
+        Parameters
+        ----------
+        data : dict[str, numpy.ndarray]
+            Observed variable name -> data (as :meth:`draw` returns).
+        seed : int
+            Sampler seed.
+        draws, tune, chains : int
+            Posterior draws and tuning steps per chain, number of chains.
+        target_accept : float
+            NUTS target acceptance rate.
+        cores : int
+            Chains run in parallel (1 on a Dask worker: one fit per core).
+
+        Returns
+        -------
+        xarray.DataTree
+            nutpie's result (groups ``posterior``, ``sample_stats``, ...).
+        """
+        import nutpie
+
+        compiled = self.compiled().with_data(
+            **{self.shared_names[name]: values for name, values in data.items()}
+        )
+        return nutpie.sample(
+            compiled,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            seed=seed,
+            target_accept=target_accept,
+            progress_bar=False,
+            save_warmup=False,
+        )
+
+
+@dataclass(frozen=True)
+class ModelStructure:
+    """What SBC fixes across its fits: the model spec and the cohort's design.
+
+    The cohort gives the structure only (patients, sites, visit times, treatment courses,
+    covariates with their missing values, early-sural statuses); parameters and outcomes
+    are redrawn from the model's prior for every fit. It is small and picklable, so Dask
+    sends it to the workers, and each worker builds and compiles the problem once
+    (:meth:`build`, cached by :meth:`key`).
+
+    Attributes
+    ----------
+    spec : Spec
+        Resolved model spec (see :func:`magbayes.fit.resolve_spec`).
+    n_patients, n_sites : int
+        Size of the simulated cohort (ignored with ``data``).
+    cohort_seed : int
+        Seed of the simulated cohort's structure.
+    data : str, optional
+        A cohort folder or workbook whose design is used instead of a simulated one.
+    parameters : tuple of str, optional
+        Variables to rank (default: the model's ``SUMMARY_VARS``).
+    """
+
+    spec: Spec
+    n_patients: int = 47
+    n_sites: int = 2
+    cohort_seed: int = 1
+    data: str | None = None
+    parameters: tuple[str, ...] | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def model(self) -> str:
+        """Model name."""
+        return self.spec.model
+
+    def describe(self) -> dict[str, Any]:
+        """Plain description (stored in ``sbc.json``; the basis of :meth:`key`)."""
+        return {
+            "model": self.model,
+            "spec": self.spec.data,
+            "cohort": (
+                {"data": self.data}
+                if self.data
+                else {
+                    "simulated": True,
+                    "n_patients": self.n_patients,
+                    "n_sites": self.n_sites,
+                    "cohort_seed": self.cohort_seed,
+                }
+            ),
+            "parameters": list(self.parameters) if self.parameters else None,
+        }
+
+    def key(self) -> str:
+        """Identity of the compiled problem (same key, same graph)."""
+        text = json.dumps(self.describe(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def cohort(self):
+        """The cohort whose design is used."""
+        if self.data:
+            from magbayes.cohort.read import load_cohort
+
+            return load_cohort(self.data)
+        from magbayes.simulate import simulate_cohort
+
+        return simulate_cohort(
+            n_patients=self.n_patients, n_sites=self.n_sites, seed=self.cohort_seed
+        ).cohort
+
+    def build(self) -> SBCProblem:
+        """Build the design and the model (nothing is compiled yet)."""
+        from magbayes.fit import prepare
+        from magbayes.models import get_model_module
+
+        _, design, model = prepare(self.cohort(), self.spec)
+        module = get_model_module(self.model)
+        parameters = list(self.parameters) if self.parameters else None
+        return SBCProblem(
+            model,
+            parameters=parameters or default_parameters(model, module),
+            name=self.model,
+            counts=design.counts,
+        )
