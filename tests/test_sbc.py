@@ -197,6 +197,29 @@ def test_prior_draw_is_reproducible_and_comes_from_the_generator():
     assert first.data["y"].shape == (N_OBS,)
 
 
+def test_outcomes_held_in_constants_are_refused():
+    """A likelihood that ignores its observed value cannot be fed prior-drawn data."""
+    import pytensor.tensor as pt
+
+    def logp(value, mean):
+        return pm.logp(pm.Normal.dist(mean, 1.0), pt.as_tensor(np.zeros(N_OBS))) + pt.zeros_like(
+            value, dtype="float64"
+        )
+
+    with pm.Model(coords={"observation": list(range(N_OBS))}) as model:
+        mean = pm.Normal("mean", 0.0, 1.0)
+        pm.CustomDist(
+            "y",
+            mean,
+            logp=logp,
+            random=lambda mean, rng=None, size=None: rng.normal(mean, 1.0, size=size),
+            observed=np.zeros(N_OBS),
+            dims="observation",
+        )
+    with pytest.raises(ValueError, match="does not read the observed value of y"):
+        SBCProblem(model, parameters=["mean"], name="constant")
+
+
 # --------------------------------------------------------------------------- runner
 
 

@@ -106,6 +106,21 @@ def observed_as_shared(model: pm.Model) -> tuple[pm.Model, dict[str, str]]:
     return pm.observe(model, replacements), names
 
 
+def unused_observations(model: pm.Model, shared_names: dict[str, str]) -> list[str]:
+    """Observed variables whose data the model's log-density does not actually read.
+
+    The log-density graph is simplified (PyTensor's canonicalize / stabilize / specialize
+    rewrites, as before compilation) so that a value used only for its shape
+    (``logp = constant_log_likelihood + zeros_like(value)``) counts as unused.
+    """
+    from pytensor.graph.rewriting.utils import rewrite_graph
+    from pytensor.graph.traversal import ancestors
+
+    logp = rewrite_graph(model.logp(), include=("canonicalize", "stabilize", "specialize"))
+    used = {v.name for v in ancestors([logp]) if isinstance(v, SharedVariable)}
+    return [obs for obs, shared in shared_names.items() if shared not in used]
+
+
 def parameter_elements(model: pm.Model, names: list[str]) -> list[ParameterElement]:
     """Every scalar of the named variables, labelled with the model's coordinates.
 
@@ -195,6 +210,14 @@ class SBCProblem:
             raise ValueError(f"parameters not in the model: {', '.join(missing)}")
         self.elements = parameter_elements(self.fit_model, self.parameters)
         self.observed_names = list(self.shared_names)
+        unused = unused_observations(self.fit_model, self.shared_names)
+        if unused:
+            raise ValueError(
+                f"model {name or ''!r}: the log-density does not read the observed value of "
+                f"{', '.join(unused)} (its likelihood takes its outcomes from constants), so "
+                "data drawn from the prior cannot be fitted; SBC needs every outcome to be "
+                "the value of an observed variable"
+            )
         self._forward = None
         self._forward_rngs: list[SharedVariable] = []
         self._compiled = None

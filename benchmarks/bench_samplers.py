@@ -1,0 +1,171 @@
+"""NUTS samplers on the same progression model and data: nutpie, PyMC, numpyro, blackjax.
+
+Each sampler runs through ``pm.sample(nuts_sampler=...)`` on the same model (47-patient
+simulated cohort, default progression spec) with the same draws, in a fresh Python process
+(compilation included, peak memory its own). JAX samplers get one XLA host device per core
+so that chains run in parallel as nutpie's and PyMC's do. A sampler whose package is not
+installed is skipped with a message (``pip install numpyro`` / ``pip install blackjax``;
+both need ``jax``). Printed:
+
+- ``wall_s``: ``pm.sample`` wall time, compilation included, seconds;
+- ``sampling_s``: the sampler's own sampling time where it reports one, seconds;
+- ``ess_bulk_min``: smallest bulk ESS over the scalar parameters, and which;
+- ``ess_per_wall_s``: ``ess_bulk_min / wall_s``; ``ess_per_s``: per sampling second;
+- ``divergences``; ``r_hat_max`` (scalar parameters); ``peak_rss_mib``.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_samplers.py
+    .venv/bin/python benchmarks/bench_samplers.py --samplers nutpie pymc --draws 500 --tune 500
+    # with JAX samplers installed in another environment layered on this one:
+    .venv/bin/python benchmarks/bench_samplers.py --python /path/to/jaxenv/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _child import emit, machine, print_table, run_child  # noqa: E402
+
+SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
+NEEDS = {"numpyro": ("jax", "numpyro"), "blackjax": ("jax", "blackjax")}
+
+
+def child(sampler: str, n_patients: int, seed: int, draws: int, tune: int, chains: int) -> dict:
+    import importlib.util
+
+    missing = [m for m in NEEDS.get(sampler, ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        return {"sampler": sampler, "skipped": f"not installed: {', '.join(missing)}"}
+    if sampler in NEEDS:
+        os.environ.setdefault(
+            "XLA_FLAGS", f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
+        )
+    import warnings
+
+    import arviz as az
+    import pymc as pm
+
+    from magbayes.fit import prepare, resolve_spec
+    from magbayes.simulate import simulate_cohort
+
+    warnings.simplefilter("ignore")
+    cohort = simulate_cohort(n_patients=n_patients, n_sites=2, seed=seed).cohort
+    _, _, model = prepare(cohort, resolve_spec("progression"))
+    kwargs = {}
+    if sampler in NEEDS:
+        kwargs["nuts_sampler_kwargs"] = {"chain_method": "parallel"}
+    if sampler == "pymc":
+        kwargs["cores"] = min(chains, os.cpu_count() or 1)
+    started = time.perf_counter()
+    tree = pm.sample(
+        model=model,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        random_seed=seed,
+        nuts_sampler=sampler,
+        target_accept=0.9,
+        progressbar=False,
+        compute_convergence_checks=False,
+        **kwargs,
+    )
+    wall = time.perf_counter() - started
+    post = tree["posterior"].to_dataset()
+    stats = tree["sample_stats"]
+    scalars = [v for v in post.data_vars if set(post[v].dims) == {"chain", "draw"}]
+    ess = az.ess(post[scalars], method="bulk")
+    rhat = az.rhat(post[scalars])
+    per_var = {v: float(ess[v]) for v in scalars}
+    worst = min(per_var, key=per_var.get)
+    sampling = post.attrs.get("sampling_time")
+    sampling = float(sampling) if sampling is not None else float("nan")
+    divergent = "diverging" if "diverging" in stats else None
+    return {
+        "sampler": sampler,
+        "chains_x_draws": f"{chains}x{draws}",
+        "wall_s": wall,
+        "sampling_s": sampling,
+        "ess_bulk_min": per_var[worst],
+        "ess_min_var": worst,
+        "ess_per_wall_s": per_var[worst] / wall,
+        "ess_per_s": per_var[worst] / sampling if sampling == sampling else float("nan"),
+        "divergences": int(stats[divergent].sum()) if divergent else None,
+        "r_hat_max": float(max(float(rhat[v]) for v in scalars)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
+    parser.add_argument("--patients", type=int, default=47)
+    parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--tune", type=int, default=1000)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--python", help="interpreter to run the samplers with")
+    parser.add_argument("--timeout", type=float, default=3600, help="per sampler, seconds")
+    args = parser.parse_args()
+    if args.child:
+        emit(child(args.samplers[0], args.patients, args.seed, args.draws, args.tune, args.chains))
+        return
+    print(f"machine: {machine()}")
+    rows = []
+    for sampler in args.samplers:
+        row = run_child(
+            __file__,
+            [
+                f"--samplers={sampler}",
+                f"--patients={args.patients}",
+                f"--seed={args.seed}",
+                f"--draws={args.draws}",
+                f"--tune={args.tune}",
+                f"--chains={args.chains}",
+            ],
+            python=args.python,
+            timeout=args.timeout,
+        )
+        row.setdefault("sampler", sampler)
+        if "skipped" in row:
+            print(f"{sampler}: skipped ({row['skipped']}; pip install {sampler} to include it)")
+            continue
+        if "error" in row:
+            print(f"{sampler}: failed: {row['error']}")
+            continue
+        print(f"  {sampler} done in {row['wall_s']:.0f} s", flush=True)
+        rows.append(row)
+    print_table(
+        rows,
+        [
+            "sampler",
+            "chains_x_draws",
+            "wall_s",
+            "sampling_s",
+            "ess_bulk_min",
+            "ess_min_var",
+            "ess_per_wall_s",
+            "ess_per_s",
+            "divergences",
+            "r_hat_max",
+            "peak_rss_mib",
+        ],
+        {
+            "wall_s": "{:.1f}",
+            "sampling_s": "{:.1f}",
+            "ess_bulk_min": "{:.0f}",
+            "ess_per_wall_s": "{:.2f}",
+            "ess_per_s": "{:.2f}",
+            "r_hat_max": "{:.3f}",
+            "peak_rss_mib": "{:.0f}",
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
