@@ -10,6 +10,7 @@ section 4 atomically; :func:`load_fit` reopens it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sys
@@ -470,3 +471,182 @@ def _jsonable(value: Any) -> Any:
 
 def _write_json(path: Path, payload: dict) -> None:
     path.write_text(json.dumps(_jsonable(payload), indent=2, sort_keys=False) + "\n")
+
+
+# --------------------------------------------------------------------------- prior only
+
+
+@dataclass
+class PriorSample:
+    """Draws from a model's prior and prior predictive, without the data's likelihood.
+
+    Attributes
+    ----------
+    tree : xarray.DataTree
+        Groups ``prior``, ``prior_predictive`` and ``constant_data`` (and
+        ``observed_data`` when the draws are at the cohort's own visits).
+    spec : Spec
+        The resolved spec.
+    design_counts : dict
+        The design's counts (of the visits the draws are made at).
+    cohort_summary : dict
+        :meth:`Cohort.summary` of the cohort (its real visits).
+    observed_visits : pandas.DataFrame
+        The cohort's real scored visits (``patient_id``, ``years_since_onset`` and the
+        scores), to set the prior's predictions beside.
+    data_sha256 : str
+        SHA-256 of the cohort files.
+    seed : int
+        Random seed of the draws.
+    visit_years : list of float or None
+        The grid of years since onset the draws were made at (every patient seen at each),
+        or ``None`` for the cohort's own visits.
+    command : str
+        Command line that produced the draws.
+    """
+
+    tree: xr.DataTree
+    spec: Spec
+    design_counts: dict[str, Any]
+    cohort_summary: dict[str, Any]
+    observed_visits: pd.DataFrame
+    data_sha256: str
+    seed: int
+    visit_years: list[float] | None = None
+    command: str = ""
+
+    @property
+    def model(self) -> str:
+        """Model name."""
+        return self.spec.model
+
+    @property
+    def hdi_prob(self) -> float:
+        """Probability mass of the intervals reported."""
+        return float(self.spec.section("sampler").get("hdi_prob", 0.94))
+
+    def manifest(self) -> dict[str, Any]:
+        """Provenance of the draws (as :meth:`FitResult.manifest`)."""
+        return {
+            "magbayes_version": __version__,
+            "kind": "prior predictive",
+            "model": self.model,
+            "command": self.command,
+            "spec_path": self.spec.path,
+            "spec": self.spec.data,
+            "seed": self.seed,
+            "prior_draws": int(self.tree["prior"].sizes.get("draw", 0)),
+            "visit_years": self.visit_years,
+            "data_sha256": self.data_sha256,
+            "cohort": self.cohort_summary,
+            "design_counts": self.design_counts,
+            "versions": package_versions(),
+        }
+
+
+def sample_prior(
+    cohort: Cohort | str | Path,
+    model: str | Path | Spec = "progression",
+    draws: int = 500,
+    seed: int | None = None,
+    *,
+    visit_years: list[float] | np.ndarray | None = None,
+    overrides: dict | None = None,
+    command: str | None = None,
+) -> PriorSample:
+    """Draw from a model's priors and prior predictive for one cohort (no sampling).
+
+    What the priors imply for the data, before the data are seen: a prior predictive
+    check. With ``visit_years`` every patient is given a visit at each of those times
+    (their covariates, early-sural status and treatment courses kept), so the draws show
+    the trajectories the priors imply over the whole follow-up.
+
+    Parameters
+    ----------
+    cohort : Cohort or path
+        A loaded cohort, or a cohort folder / workbook to load.
+    model : str, pathlib.Path or Spec
+        Spec name or path.
+    draws : int
+        Number of prior draws.
+    seed : int, optional
+        Random seed (default: the spec's ``[sampler] seed``).
+    visit_years : sequence of float, optional
+        Years since onset at which to predict each patient's score (e.g. 0 to 12); default
+        the cohort's own visits.
+    overrides : dict, optional
+        Nested spec values to replace.
+    command : str, optional
+        The command line to record.
+
+    Returns
+    -------
+    PriorSample
+    """
+    if not isinstance(cohort, Cohort):
+        from magbayes.cohort.read import load_cohort
+
+        cohort = load_cohort(cohort)
+    spec = resolve_spec(model, overrides)
+    seed_value = int(seed if seed is not None else spec.section("sampler").get("seed", 2020))
+    observed_visits = cohort.visits.copy()
+    cohort_summary = _jsonable(cohort.summary())
+    grid = None if visit_years is None else [float(t) for t in visit_years]
+    drawn_on = cohort if grid is None else _cohort_seen_at(cohort, grid)
+    _, design, pm_model = prepare(drawn_on, spec)
+    pymc_log = logging.getLogger("pymc")
+    level = pymc_log.level
+    pymc_log.setLevel(logging.WARNING)  # not the "Sampling: [...]" line
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*object mode.*")
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            prior = pm.sample_prior_predictive(
+                draws=int(draws), model=pm_model, random_seed=seed_value
+            )
+    finally:
+        pymc_log.setLevel(level)
+    groups = ["prior", "prior_predictive"] + (["observed_data"] if grid is None else [])
+    tree = xr.DataTree.from_dict({g: prior[g].to_dataset() for g in groups if g in prior.children})
+    tree["constant_data"] = xr.DataTree(design.constant_data())
+    module = get_model_module(spec.model)
+    if hasattr(module, "finalise"):
+        tree = module.finalise(tree, design)
+    return PriorSample(
+        tree=tree,
+        spec=spec,
+        design_counts=_jsonable(design.counts),
+        cohort_summary=cohort_summary,
+        observed_visits=observed_visits,
+        data_sha256=cohort.sha256,
+        seed=seed_value,
+        visit_years=grid,
+        command=command or "",
+    )
+
+
+def _cohort_seen_at(cohort: Cohort, years: list[float]) -> Cohort:
+    """The cohort with every patient's visits replaced by one at each of ``years``.
+
+    The scores of these visits are placeholders (prior predictive draws do not read them).
+    """
+    from magbayes.cohort.tables import SCORES
+
+    ids = cohort.patient_ids
+    visits = pd.DataFrame(
+        {
+            "patient_id": np.repeat(ids, len(years)),
+            "years_since_onset": np.tile(np.asarray(years, float), len(ids)),
+        }
+    )
+    for score, (low, high, integer) in SCORES.items():
+        visits[score] = int(low) if integer else (low + high) / 2.0
+    return Cohort.from_frames(
+        cohort.patients.reset_index(),
+        visits,
+        cohort.treatments,
+        source=cohort.source,
+        sha256=cohort.sha256,
+        sural_threshold_uv=cohort.sural_threshold_uv,
+        sural_window_years=cohort.sural_window_years,
+    )

@@ -45,6 +45,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="print the design (arrays, dimensions, counts) and the model, without sampling",
     )
     p.add_argument("--no-report", action="store_true", help="skip figures and report")
+    p.add_argument(
+        "--prior-only",
+        action="store_true",
+        help=(
+            "prior predictive check: draw from the priors only (no sampling of the "
+            "posterior; --draws sets the number of prior draws, default 500) and write "
+            "figures/prior_trajectories.png, prior_summary.csv and manifest.json to --out"
+        ),
+    )
     p.set_defaults(func=run)
 
 
@@ -64,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         print("error: --out RESULTS is required (or use --dry-run)", file=sys.stderr)
         return 2
+    if args.prior_only:
+        return _run_prior_only(args, cohort)
     result = fit(
         cohort,
         args.model,
@@ -94,3 +105,23 @@ def run(args: argparse.Namespace) -> int:
     if args.allow_warnings:
         return EXIT_OK
     return EXIT_NOT_CONVERGED
+
+
+def _run_prior_only(args: argparse.Namespace, cohort) -> int:
+    """Draw from the priors, write the prior predictive check folder, print a summary."""
+    from magbayes.fit import resolve_spec, sample_prior
+    from magbayes.report.prior import describe, prior_visit_years, write_prior_check
+
+    spec = resolve_spec(args.model)
+    sample = sample_prior(
+        cohort,
+        spec,
+        draws=args.draws or 500,
+        seed=args.seed,
+        visit_years=prior_visit_years(spec.model),
+        command="magbayes " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    write_prior_check(sample, args.out)
+    print(describe(sample))
+    print(f"prior predictive check written to {args.out}")
+    return EXIT_OK

@@ -7,10 +7,17 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from magbayes.fit import FitResult
+    from magbayes.report.document import ReportFiles
 
 
-def write_report(result: FitResult, folder: str | Path) -> None:
-    """Draw the figures and write ``report.md`` and ``report.html`` into ``folder``."""
+def write_report(result: FitResult, folder: str | Path) -> ReportFiles:
+    """Draw the figures and write ``report.md`` and ``report.html`` into ``folder``.
+
+    Returns
+    -------
+    magbayes.report.document.ReportFiles
+        The files written, the figures drawn and those skipped (with the reason).
+    """
     from magbayes.report.document import write_report as _write
 
-    _write(result, Path(folder))
+    return _write(result, Path(folder))

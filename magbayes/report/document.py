@@ -1,0 +1,279 @@
+"""``report.md`` and ``report.html`` of a results folder.
+
+:func:`write_report` draws the figures (:mod:`magbayes.report.figures`), writes the
+model's own extra outputs when its module offers ``write_outputs(result, folder)`` (the
+worsening model's survival-curve and hazard-ratio tables), and writes one document in two
+formats: the question and its answer, the cohort, the model in words and equations, the
+priors, a methods paragraph, the headline with its MCSE and sign convention, the effects,
+the figures, the diagnostics and their verdict, what was imputed or left out, and the
+reproducibility block. It reads only the fit object, so ``magbayes report RESULTS``
+rewrites it from a saved folder without refitting.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from magbayes.models import get_model_module
+from magbayes.report import figures as fig
+from magbayes.report import methods, tables
+from magbayes.report.render import (
+    BulletList,
+    Code,
+    Document,
+    Heading,
+    Image,
+    Paragraph,
+    Table,
+    to_html,
+    to_markdown,
+)
+
+if TYPE_CHECKING:
+    from magbayes.fit import FitResult
+
+#: Model names as the report's title says them.
+_TITLES = {
+    "progression": "disability progression",
+    "worsening": "confirmed worsening",
+    "response": "treatment response",
+}
+
+
+@dataclass
+class ReportFiles:
+    """What :func:`write_report` wrote.
+
+    Attributes
+    ----------
+    markdown, html : pathlib.Path
+        ``report.md`` and ``report.html``.
+    figures : list of DrawnFigure
+        The figures drawn.
+    skipped : list of SkippedFigure
+        Figures not drawn, with the reason.
+    extra : list of pathlib.Path
+        Files written by the model module's ``write_outputs``.
+    """
+
+    markdown: Path
+    html: Path
+    figures: list[fig.DrawnFigure] = field(default_factory=list)
+    skipped: list[fig.SkippedFigure] = field(default_factory=list)
+    extra: list[Path] = field(default_factory=list)
+
+
+def write_report(result: FitResult, folder: Path) -> ReportFiles:
+    """Draw the figures and write ``report.md`` and ``report.html`` into ``folder``.
+
+    Parameters
+    ----------
+    result : FitResult
+        A fitted (or reloaded) model.
+    folder : pathlib.Path
+        The results folder; ``figures/`` is created inside it.
+
+    Returns
+    -------
+    ReportFiles
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    extra = _model_outputs(result, folder)
+    drawn, skipped = fig.draw_figures(result, folder)
+    document = build_document(result, folder, drawn, skipped, extra)
+    markdown = folder / "report.md"
+    html = folder / "report.html"
+    _write_text(markdown, to_markdown(document))
+    _write_text(html, to_html(document))
+    return ReportFiles(markdown, html, drawn, skipped, extra)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _model_outputs(result: FitResult, folder: Path) -> list[Path]:
+    module = get_model_module(result.model)
+    if not hasattr(module, "write_outputs"):
+        return []
+    written = module.write_outputs(result, folder) or []
+    return [Path(p) for p in written]
+
+
+def build_document(
+    result: FitResult,
+    folder: Path,
+    drawn: list[fig.DrawnFigure],
+    skipped: list[fig.SkippedFigure],
+    extra: list[Path] | None = None,
+) -> Document:
+    """The report's blocks, in order (see the module docstring)."""
+    headline = result.headline()
+    diagnostics = result.diagnostics()
+    title = f"magbayes report: {_TITLES.get(result.model, result.model)} model"
+    doc = Document(title)
+
+    doc.add(Heading("The question"))
+    p = headline["p_sural_predicts_rituximab_benefit"]
+    doc.add(
+        Paragraph(f"**{headline['question']}**"),
+        Paragraph(
+            f"Posterior probability: **{p:.3f}** (Monte Carlo standard error "
+            f"{headline['mcse']:.3f}); see *Headline* for the contrast and its sign."
+        ),
+    )
+    if not diagnostics["passed"]:
+        doc.add(
+            Paragraph(
+                "**Warning: the convergence checks failed** ("
+                + "; ".join(diagnostics["reasons"])
+                + "). Do not interpret these numbers before refitting with more draws or "
+                "tuning steps; see *Diagnostics* below."
+            )
+        )
+
+    doc.add(Heading("Cohort"))
+    source = result.cohort_summary.get("source", "")
+    doc.add(
+        Paragraph(f"Cohort `{source}` (SHA-256 of its files below, under *Reproducibility*)."),
+        Table(tables.cohort_table(result.cohort_summary)),
+    )
+    courses = tables.courses_table(result.cohort_summary)
+    if len(courses):
+        doc.add(Table(courses, caption="Treatment courses by line and treatment"))
+
+    doc.add(Heading("Model"))
+    doc.add(*methods.model_blocks(result))
+    spec_path = result.spec.path or "(built in code)"
+    doc.add(Paragraph(f"Spec: `{spec_path}`; the resolved spec is in `manifest.json`."))
+
+    doc.add(Heading("Priors", level=3))
+    doc.add(
+        Paragraph(
+            "Scales of the priors as fitted (the spec's values with the model's defaults "
+            "filled in), on the model's latent scale."
+        ),
+        Table(tables.priors_table(result)),
+    )
+    if "prior" in result.posterior.children:
+        doc.add(
+            Paragraph(
+                "What these priors imply for the data can be drawn without the data: "
+                "`magbayes fit "
+                + (result.model or "MODEL")
+                + " --data COHORT --out PRIOR_CHECK --prior-only`."
+            )
+        )
+
+    doc.add(Heading("Methods (ready to cite)"))
+    doc.add(Paragraph(methods.methods_paragraph(result)))
+
+    doc.add(Heading("Headline"))
+    doc.add(
+        Table(tables.headline_table(headline)),
+        Paragraph(methods.sign_convention(result)),
+    )
+
+    doc.add(Heading("Effects"))
+    doc.add(
+        Paragraph(
+            f"Posterior mean, sd and {round(100 * result.hdi_prob)}% HDI of each "
+            "population-level parameter, with the Monte Carlo standard error of the mean, "
+            "the effective sample sizes and R-hat (also in `summary.csv`)."
+        ),
+        Table(tables.effects_table(result)),
+    )
+
+    doc.add(Heading("Figures"))
+    for figure in drawn:
+        doc.add(
+            Heading(figure.title, level=3),
+            Image(
+                figure.path,
+                f"figures/{figure.path.name}",
+                figure.title,
+                figure.caption,
+            ),
+        )
+    if skipped:
+        doc.add(
+            Paragraph("Figures not drawn for this fit:"),
+            BulletList([f"`{s.name}.png` ({s.title}): {s.reason}" for s in skipped]),
+        )
+
+    doc.add(Heading("Diagnostics"))
+    verdict = (
+        "**PASSED**: R-hat, effective sample size and divergence checks all met."
+        if diagnostics["passed"]
+        else "**FAILED**: " + "; ".join(diagnostics["reasons"]) + ". "
+        "The results are written so that the failure can be inspected (rank plots above), "
+        "but they should not be reported: refit with more tuning steps and draws "
+        "(`--tune`, `--draws`), and look for a badly identified parameter (the variable named)."
+    )
+    doc.add(Paragraph(verdict), Table(tables.diagnostics_table(diagnostics)))
+
+    doc.add(Heading("What entered the model"))
+    doc.add(
+        Paragraph(
+            "Counts of the records used, imputed inside the model, or left out of the "
+            "likelihood, and why (from the design)."
+        ),
+        Table(tables.design_counts_table(result.design_counts)),
+    )
+    if extra:
+        doc.add(
+            Paragraph("Model-specific outputs in this folder:"),
+            BulletList([f"`{_relative(p, folder)}`" for p in extra]),
+        )
+
+    doc.add(Heading("Reproducibility"))
+    command = result.command or "(fitted from Python: no command line recorded)"
+    doc.add(
+        BulletList(
+            [
+                f"command: `{command}`",
+                f"model: `{result.model}`; spec: `{spec_path}`",
+                f"random seed: `{result.seed}`; sampler: `{result.sampler}`",
+                f"data SHA-256: `{result.data_sha256 or '(not recorded)'}`",
+            ]
+        ),
+        Paragraph("Rewrite this report from the saved results, without refitting:"),
+        Code(f"magbayes report {shlex.quote(_results_argument(result.command))}", "console"),
+        Table(tables.versions_table(result.manifest().get("versions", {})), caption="Software"),
+        Paragraph(
+            "Cite magbayes with `CITATION.cff` in its repository, and PyMC, nutpie and ArviZ "
+            "as their documentation asks."
+        ),
+    )
+    return doc
+
+
+def _results_argument(command: str) -> str:
+    """The ``--out`` folder of the fit's command line (``RESULTS`` when unknown).
+
+    The report is written inside a temporary folder that is renamed when complete, so the
+    folder's own name is not the one the user knows.
+    """
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return "RESULTS"
+    for k, word in enumerate(words):
+        if word == "--out" and k + 1 < len(words):
+            return words[k + 1]
+        if word.startswith("--out="):
+            return word.split("=", 1)[1]
+    return "RESULTS"
+
+
+def _relative(path: Path, folder: Path) -> str:
+    try:
+        return str(Path(path).relative_to(folder))
+    except ValueError:
+        return str(path)

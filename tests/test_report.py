@@ -1,0 +1,351 @@
+"""Reports, figures and the prior predictive check (magbayes.report, `magbayes report`).
+
+One small progression fit (14 simulated patients, 2 chains x 100 draws, seeded) is shared
+by the module; every other test reads it, reopens it or rewrites its report.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pandas as pd
+import pytest
+
+import magbayes as mb
+from magbayes.cli import main
+from magbayes.fit import FitResult, load_fit, sample_prior
+from magbayes.report import write_report
+from magbayes.report.methods import docstring_blocks
+from magbayes.report.prior import prior_visit_years, write_prior_check
+from magbayes.report.render import (
+    Code,
+    Document,
+    Image,
+    Math,
+    Paragraph,
+    Table,
+    to_html,
+    to_markdown,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PROGRESSION_FIGURES = ["trajectories", "ppc", "forest", "headline", "rank"]
+RESULT_FILES = [
+    "posterior.nc",
+    "summary.csv",
+    "headline.json",
+    "diagnostics.json",
+    "manifest.json",
+    "report.md",
+    "report.html",
+]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """A small simulated cohort written to disk and read back (so it has a SHA-256)."""
+    folder = tmp_path_factory.mktemp("cohort")
+    mb.simulate_cohort(n_patients=14, seed=11).write(folder, overwrite=True)
+    return mb.load_cohort(folder)
+
+
+@pytest.fixture(scope="module")
+def fitted(cohort, tmp_path_factory):
+    """(result, folder): one tiny progression fit saved with its report."""
+    result = mb.fit(
+        cohort,
+        "progression",
+        draws=100,
+        tune=100,
+        chains=2,
+        seed=5,
+        overrides={"sampler": {"prior_draws": 100}},
+        command="magbayes fit progression --data COHORT --out RESULTS --seed 5",
+    )
+    folder = tmp_path_factory.mktemp("fit") / "results"
+    result.save(folder, report=True)
+    return result, folder
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _is_png(path) -> bool:
+    data = path.read_bytes()
+    return len(data) > 1000 and data.startswith(PNG_MAGIC)
+
+
+# ----------------------------------------------------------------------------- round trip
+
+
+def test_saved_and_reopened_fit_gives_the_same_headline(fitted):
+    result, folder = fitted
+    reopened = load_fit(folder)
+    again, original = _flat(reopened.headline()), _flat(result.headline())
+    assert again.keys() == original.keys()
+    for key, value in original.items():
+        if isinstance(value, float):
+            assert again[key] == pytest.approx(value), key
+        else:
+            assert again[key] == value, key
+    saved = json.loads((folder / "headline.json").read_text())
+    assert saved["p_sural_predicts_rituximab_benefit"] == pytest.approx(
+        result.headline()["p_sural_predicts_rituximab_benefit"]
+    )
+    assert saved["mcse"] == pytest.approx(reopened.headline()["mcse"])
+
+
+def test_every_promised_file_and_figure_exists(fitted):
+    _, folder = fitted
+    for name in RESULT_FILES:
+        assert (folder / name).is_file(), name
+        assert (folder / name).stat().st_size > 0, name
+    for name in PROGRESSION_FIGURES:
+        assert _is_png(folder / "figures" / f"{name}.png"), name
+
+
+def test_a_figure_that_does_not_apply_is_skipped_and_the_report_says_why(fitted):
+    _, folder = fitted
+    assert not (folder / "figures" / "survival_curves.png").exists()
+    markdown = (folder / "report.md").read_text()
+    assert "`survival_curves.png`" in markdown
+    assert "no hazard" in markdown
+
+
+# ----------------------------------------------------------------------------- report content
+
+
+def test_html_is_self_contained_with_every_figure_embedded(fitted):
+    _, folder = fitted
+    html = (folder / "report.html").read_text()
+    sources = re.findall(r'<img[^>]*\bsrc="([^"]*)"', html)
+    assert sources, "no images in the HTML"
+    assert all(src.startswith("data:image/png;base64,") for src in sources)
+    assert len(sources) >= len(PROGRESSION_FIGURES)
+    assert "<link" not in html and "<script" not in html
+    assert not re.search(r'href="(?!#)', html), "links to files outside the page"
+
+
+def test_markdown_links_each_drawn_figure(fitted):
+    _, folder = fitted
+    markdown = (folder / "report.md").read_text()
+    linked = re.findall(r"!\[[^\]]*\]\((figures/[^)]+\.png)\)", markdown)
+    assert sorted(linked) == sorted(f"figures/{n}.png" for n in PROGRESSION_FIGURES)
+    assert all((folder / link).is_file() for link in linked)
+
+
+def test_report_states_question_headline_methods_diagnostics_and_provenance(fitted):
+    result, folder = fitted
+    markdown = (folder / "report.md").read_text()
+    headline = json.loads((folder / "headline.json").read_text())
+    diagnostics = json.loads((folder / "diagnostics.json").read_text())
+    manifest = json.loads((folder / "manifest.json").read_text())
+
+    assert headline["question"] in markdown
+    assert f"{headline['p_sural_predicts_rituximab_benefit']:.3f}" in markdown
+    assert f"MCSE {headline['mcse']:.3f}" in markdown
+    assert "negative values mean more benefit" in markdown  # sign convention
+    assert "94% highest-density" in markdown  # the HDI convention, in the methods
+    for package in ("pymc", "nutpie", "arviz"):
+        assert manifest["versions"][package] in markdown
+    assert f"{diagnostics['chains']} chains of {diagnostics['draws']} draws" in markdown
+    assert manifest["data_sha256"] and manifest["data_sha256"] in markdown
+    assert f"random seed: `{manifest['seed']}`" in markdown
+    assert result.command in markdown
+    assert "magbayes report RESULTS" in markdown
+    # the design's counts (imputed / left out) are listed
+    for what in result.design_counts:
+        assert what in markdown
+    # the verdict matches diagnostics.json, with every reason when it failed
+    if diagnostics["passed"]:
+        assert "**PASSED**" in markdown
+    else:
+        assert "**FAILED**" in markdown
+        for reason in diagnostics["reasons"]:
+            assert reason in markdown
+    # the model's equations and the priors from the resolved spec
+    assert "```math" in markdown
+    for key, value in result.spec.section("priors").items():
+        if not isinstance(value, dict):
+            assert f"`{key}`" in markdown
+
+
+def test_effects_table_matches_summary_csv(fitted):
+    _, folder = fitted
+    markdown = (folder / "report.md").read_text()
+    summary = pd.read_csv(folder / "summary.csv", index_col="parameter")
+    for name in ("gamma_rituximab_x_sural", "gamma_rituximab", "slope"):
+        row = summary.loc[name]
+        assert f"| `{name}` |" in markdown
+        assert f"{row['mean']:.3f}" in markdown
+
+
+def test_failed_convergence_is_reported_with_its_reasons(fitted, tmp_path, monkeypatch):
+    result, _ = fitted
+    real = FitResult.diagnostics
+
+    def failing(self):
+        out = real(self)
+        out.update(
+            passed=False,
+            r_hat_max=1.2,
+            reasons=["R-hat 1.200 > 1.01 (gamma_rituximab)", "3 divergent transition(s)"],
+        )
+        return out
+
+    monkeypatch.setattr(FitResult, "diagnostics", failing)
+    files = write_report(result, tmp_path)
+    markdown = files.markdown.read_text()
+    assert "**FAILED**" in markdown
+    assert "Warning: the convergence checks failed" in markdown
+    assert "R-hat 1.200 > 1.01 (gamma_rituximab)" in markdown
+    assert "3 divergent transition(s)" in markdown
+    assert "the checks were NOT met" in markdown  # the methods paragraph does not hide it
+    assert _is_png(tmp_path / "figures" / "rank.png")
+
+
+# ----------------------------------------------------------------------------- magbayes report
+
+
+def test_report_command_rewrites_without_sampling(fitted, tmp_path, monkeypatch, capsys):
+    import nutpie
+    import pymc
+
+    _, folder = fitted
+    copy = tmp_path / "results"
+    shutil.copytree(folder, copy)
+    for name in ("report.md", "report.html"):
+        (copy / name).unlink()
+    shutil.rmtree(copy / "figures")
+    before = (copy / "posterior.nc").read_bytes()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("magbayes report must not sample")
+
+    for name in ("sample", "sample_posterior_predictive", "sample_prior_predictive"):
+        monkeypatch.setattr(pymc, name, refuse)
+    monkeypatch.setattr(nutpie, "compile_pymc_model", refuse)
+
+    assert main(["report", str(copy)]) == 0
+    assert (copy / "report.md").is_file() and (copy / "report.html").is_file()
+    for name in PROGRESSION_FIGURES:
+        assert _is_png(copy / "figures" / f"{name}.png"), name
+    assert (copy / "posterior.nc").read_bytes() == before
+    assert "report written" in capsys.readouterr().out
+
+
+def test_report_command_on_a_folder_without_results_is_bad_input(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a magbayes results folder" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- prior only
+
+
+def test_sample_prior_draws_trajectories_over_twelve_years(cohort, tmp_path):
+    sample = sample_prior(
+        cohort, "progression", draws=60, seed=3, visit_years=prior_visit_years("progression")
+    )
+    assert "posterior" not in sample.tree.children
+    assert sample.tree["prior"].sizes["draw"] == 60
+    written = write_prior_check(sample, tmp_path / "prior")
+    folder = tmp_path / "prior"
+    assert _is_png(folder / "figures" / "prior_trajectories.png")
+    summary = pd.read_csv(folder / "prior_summary.csv", index_col="parameter")
+    assert "gamma_rituximab_x_sural" in summary.index
+    assert {"mean", "sd"} <= set(summary.columns)
+    table = pd.read_csv(folder / "prior_trajectories.csv")
+    assert table["years_since_onset"].min() == 0.0
+    assert table["years_since_onset"].max() == 12.0
+    assert ((table["q05"] <= table["q50"]) & (table["q50"] <= table["q95"])).all()
+    assert table[["q05", "q95"]].stack().between(0, 10).all()  # INCAT range
+    assert json.loads((folder / "manifest.json").read_text())["kind"] == "prior predictive"
+    assert all(p.is_file() for p in written)
+
+
+def test_fit_prior_only_flag_writes_the_prior_check_and_does_not_sample(
+    cohort, tmp_path, monkeypatch, capsys
+):
+    import pymc
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("--prior-only must not sample the posterior")
+
+    monkeypatch.setattr(pymc, "sample", refuse)
+    out = tmp_path / "prior_check"
+    status = main(
+        [
+            "fit",
+            "progression",
+            "--data",
+            str(cohort.source),
+            "--out",
+            str(out),
+            "--prior-only",
+            "--draws",
+            "40",
+            "--seed",
+            "2",
+        ]
+    )
+    assert status == 0
+    assert _is_png(out / "figures" / "prior_trajectories.png")
+    assert (out / "prior_summary.csv").stat().st_size > 0
+    assert not (out / "posterior.nc").exists()
+    assert "INCAT at 12 y" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- rendering units
+
+
+def test_docstring_becomes_paragraphs_equations_and_code():
+    doc = r"""Title line.
+
+    Inline :math:`\beta_x` and ``code`` and :func:`~magbayes.fit.fit`.
+
+    .. math::
+
+        y = a + b x
+
+    A literal block::
+
+        eta = 1
+    """
+    blocks = docstring_blocks(doc)
+    kinds = [type(b).__name__ for b in blocks]
+    assert kinds == ["Paragraph", "Paragraph", "Math", "Paragraph", "Code"]
+    assert blocks[1].text == r"Inline $\beta_x$ and `code` and `magbayes.fit.fit`."
+    assert blocks[2].latex.strip() == "y = a + b x"
+    assert blocks[4].text.strip() == "eta = 1"
+
+
+def test_html_escapes_text_and_embeds_images(tmp_path):
+    png = tmp_path / "x.png"
+    png.write_bytes(PNG_MAGIC + b"0" * 2000)
+    document = Document("A <title>")
+    document.add(
+        Paragraph("a < b and **bold** and `x|y`"),
+        Table(pd.DataFrame({"col": ["v|w"]})),
+        Image(png, "figures/x.png", "alt", "caption"),
+        Math(r"\alpha + \beta"),
+        Code("$ magbayes --help", "console"),
+    )
+    html = to_html(document)
+    assert "a &lt; b" in html and "<strong>bold</strong>" in html
+    assert "figures/x.png" not in html
+    assert html.count("data:image/png;base64,") >= 2  # the figure and the equation
+    markdown = to_markdown(document)
+    assert "![alt](figures/x.png)" in markdown
+    assert "| v\\|w |" in markdown
+    assert "```math\n\\alpha + \\beta\n```" in markdown
