@@ -97,6 +97,7 @@ def main() -> None:
                     "sampling_s_per_fit": float(ok["sampling_seconds"].mean()),
                     "divergences_per_fit": float(ok["divergences"].mean()),
                     "fits_with_divergences": int((ok["divergences"] > 0).sum()),
+                    "draws_off_support": int(fits["warning"].fillna("").astype(str).ne("").sum()),
                 }
             )
             if largest is None or len(fits) > len(largest.fits):

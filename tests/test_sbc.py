@@ -197,6 +197,25 @@ def test_prior_draw_is_reproducible_and_comes_from_the_generator():
     assert first.data["y"].shape == (N_OBS,)
 
 
+def test_prior_draws_outside_an_ordered_support_are_reported():
+    with pm.Model(
+        coords={"threshold": ["a", "b", "c"], "observation": list(range(N_OBS))}
+    ) as model:
+        cut = pm.Normal(
+            "cut",
+            mu=[-1.0, 0.0, 1.0],
+            sigma=3.0,
+            dims="threshold",
+            transform=pm.distributions.transforms.ordered,
+        )
+        pm.Normal("y", cut.sum(), 1.0, observed=np.zeros(N_OBS), dims="observation")
+    problem = SBCProblem(model, parameters=["cut"])
+    assert problem.ordered == ["cut"]
+    notes = [problem.draw(seed).warnings for seed in range(20)]
+    assert any(n == ["prior draw of cut is not increasing (ordered transform)"] for n in notes)
+    assert any(n == [] for n in notes)
+
+
 def test_outcomes_held_in_constants_are_refused():
     """A likelihood that ignores its observed value cannot be fed prior-drawn data."""
     import pytensor.tensor as pt

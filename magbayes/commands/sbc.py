@@ -144,6 +144,19 @@ def run(args: argparse.Namespace) -> int:
         flagged = table.loc[table["flag"] == "non-uniform", "parameter"].tolist()
         if flagged:
             print("non-uniform ranks (miscalibration): " + ", ".join(flagged))
+    warned = result.fits.get("warning")
+    if warned is not None:
+        notes = warned.fillna("").astype(str)
+        notes = notes[notes != ""]
+        if len(notes):
+            print(
+                f"warning: in {len(notes)} of {n_total} fits the prior draw fell outside the "
+                f"support the fitted model imposes ({'; '.join(sorted(set(notes)))}). PyMC's "
+                "forward sampling ignores value transforms such as 'ordered', so these fits "
+                "do not test the model that is fitted: the model's generative code needs "
+                "fixing (e.g. build ordered cutpoints from increments).",
+                file=sys.stderr,
+            )
     if n_total and result.n_failed == n_total:
         print("error: every fit failed; see fits.csv", file=sys.stderr)
         return EXIT_ERROR

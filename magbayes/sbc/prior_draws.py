@@ -67,10 +67,14 @@ class PriorDraw:
         Parameter label -> true value (model units).
     data : dict[str, numpy.ndarray]
         Observed variable name -> simulated data, in the model's layout.
+    warnings : list of str
+        Drawn values outside the support the fitted model imposes (see
+        :func:`ordered_violations`).
     """
 
     truth: dict[str, float]
     data: dict[str, np.ndarray]
+    warnings: list[str] = field(default_factory=list)
 
 
 def observed_as_shared(model: pm.Model) -> tuple[pm.Model, dict[str, str]]:
@@ -119,6 +123,29 @@ def unused_observations(model: pm.Model, shared_names: dict[str, str]) -> list[s
     logp = rewrite_graph(model.logp(), include=("canonicalize", "stabilize", "specialize"))
     used = {v.name for v in ancestors([logp]) if isinstance(v, SharedVariable)}
     return [obs for obs, shared in shared_names.items() if shared not in used]
+
+
+def ordered_variables(model: pm.Model) -> list[str]:
+    """Free variables with PyMC's ``ordered`` transform."""
+    from pymc.distributions.transforms import Ordered
+
+    return [rv.name for rv, tr in model.rvs_to_transforms.items() if isinstance(tr, Ordered)]
+
+
+def ordered_violations(values: dict[str, np.ndarray]) -> list[str]:
+    """Names of drawn variables that should be increasing (``ordered``) but are not.
+
+    PyMC's forward sampling (prior and prior predictive draws) ignores value transforms:
+    ``pm.Normal(..., transform=ordered)`` is drawn from the unrestricted normal, while the
+    fitted model's prior is restricted to increasing values. Data generated from such a
+    draw do not come from the model that is fitted, and SBC ranks of the model are then
+    expected to be non-uniform.
+    """
+    return [
+        name
+        for name, value in values.items()
+        if np.asarray(value).shape[-1:] and not np.all(np.diff(np.asarray(value), axis=-1) > 0)
+    ]
 
 
 def parameter_elements(model: pm.Model, names: list[str]) -> list[ParameterElement]:
@@ -218,6 +245,7 @@ class SBCProblem:
                 "data drawn from the prior cannot be fitted; SBC needs every outcome to be "
                 "the value of an observed variable"
             )
+        self.ordered = ordered_variables(self.fit_model)
         self._forward = None
         self._forward_rngs: list[SharedVariable] = []
         self._compiled = None
@@ -230,7 +258,8 @@ class SBCProblem:
     # ------------------------------------------------------------------ prior draws
     def _forward_function(self):
         if self._forward is None:
-            outputs = [self.generator[name] for name in self.parameters + self.observed_names]
+            names = self.parameters + self.observed_names + self._extra_ordered()
+            outputs = [self.generator[name] for name in names]
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*object mode.*")
                 fn, _ = compile_forward_sampling_function(
@@ -248,6 +277,11 @@ class SBCProblem:
             ]
         return self._forward
 
+    def _extra_ordered(self) -> list[str]:
+        return [
+            v for v in self.ordered if v not in self.parameters and v in self.generator.named_vars
+        ]
+
     def draw(self, seed: int) -> PriorDraw:
         """One joint draw of parameters and data from the prior predictive distribution.
 
@@ -263,13 +297,17 @@ class SBCProblem:
         fn = self._forward_function()
         reseed_rngs(self._forward_rngs, seed)
         values = fn()
-        n_par = len(self.parameters)
+        n_par, n_obs = len(self.parameters), len(self.observed_names)
         by_name = dict(zip(self.parameters, values[:n_par], strict=True))
         truth = {e.label: float(np.asarray(by_name[e.variable])[e.index]) for e in self.elements}
         data = {
-            name: np.asarray(v) for name, v in zip(self.observed_names, values[n_par:], strict=True)
+            name: np.asarray(v)
+            for name, v in zip(self.observed_names, values[n_par : n_par + n_obs], strict=True)
         }
-        return PriorDraw(truth=truth, data=data)
+        by_name.update(zip(self._extra_ordered(), values[n_par + n_obs :], strict=True))
+        violated = ordered_violations({v: by_name[v] for v in self.ordered if v in by_name})
+        notes = [f"prior draw of {v} is not increasing (ordered transform)" for v in violated]
+        return PriorDraw(truth=truth, data=data, warnings=notes)
 
     # ------------------------------------------------------------------ refits
     def compiled(self):
@@ -361,7 +399,6 @@ class ModelStructure:
     cohort_seed: int = 1
     data: str | None = None
     parameters: tuple[str, ...] | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def model(self) -> str:

@@ -12,7 +12,8 @@ Files in the output folder (appended per fit, as fits finish):
     ``status`` (``ok`` / ``failed``), ``truth``, ``posterior_mean``, ``posterior_sd``,
     ``error``.
 ``fits.csv``
-    One row per fit: ``fit``, ``seed``, ``status``, ``error``, ``sampling_seconds``,
+    One row per fit: ``fit``, ``seed``, ``status``, ``error``, ``warning`` (e.g. a prior
+    draw outside the support the fitted model imposes), ``sampling_seconds``,
     ``setup_seconds`` (model build and compilation on that worker, 0 when reused),
     ``divergences``, ``r_hat_max``, ``ess_bulk_min``, ``worker``. A fit counts as done
     once its row is here (it is written after the fit's ranks), so a rerun skips it.
@@ -64,6 +65,7 @@ FIT_COLUMNS = [
     "seed",
     "status",
     "error",
+    "warning",
     "sampling_seconds",
     "setup_seconds",
     "divergences",
@@ -186,6 +188,7 @@ def run_one_fit(
         "seed": seed,
         "status": "ok",
         "error": "",
+        "warning": "",
         "sampling_seconds": np.nan,
         "setup_seconds": 0.0,
         "divergences": np.nan,
@@ -198,6 +201,7 @@ def run_one_fit(
         problem, record["setup_seconds"] = _problem(structure)
         labels = problem.labels
         draw = problem.draw(seed)
+        record["warning"] = "; ".join(draw.warnings)
         started = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
