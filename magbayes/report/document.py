@@ -13,6 +13,7 @@ rewrites it from a saved folder without refitting.
 from __future__ import annotations
 
 import shlex
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,9 +83,9 @@ def write_report(result: FitResult, folder: Path) -> ReportFiles:
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    extra = _model_outputs(result, folder)
+    extra, failure = _model_outputs(result, folder)
     drawn, skipped = fig.draw_figures(result, folder)
-    document = build_document(result, folder, drawn, skipped, extra)
+    document = build_document(result, folder, drawn, skipped, extra, failure)
     markdown = folder / "report.md"
     html = folder / "report.html"
     _write_text(markdown, to_markdown(document))
@@ -98,12 +99,17 @@ def _write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _model_outputs(result: FitResult, folder: Path) -> list[Path]:
+def _model_outputs(result: FitResult, folder: Path) -> tuple[list[Path], str]:
+    """Files of the model module's ``write_outputs`` and, if it failed, the error."""
     module = get_model_module(result.model)
     if not hasattr(module, "write_outputs"):
-        return []
-    written = module.write_outputs(result, folder) or []
-    return [Path(p) for p in written]
+        return [], ""
+    try:
+        written = module.write_outputs(result, folder) or []
+    except Exception as err:  # noqa: BLE001 (reported, never silent: a fit is not lost)
+        warnings.warn(f"{result.model} outputs could not be written: {err!r}", stacklevel=2)
+        return [], f"{err!r}"
+    return [Path(p) for p in written], ""
 
 
 def build_document(
@@ -112,6 +118,7 @@ def build_document(
     drawn: list[fig.DrawnFigure],
     skipped: list[fig.SkippedFigure],
     extra: list[Path] | None = None,
+    extra_failure: str = "",
 ) -> Document:
     """The report's blocks, in order (see the module docstring)."""
     headline = result.headline()
@@ -230,6 +237,13 @@ def build_document(
         doc.add(
             Paragraph("Model-specific outputs in this folder:"),
             BulletList([f"`{_relative(p, folder)}`" for p in extra]),
+        )
+    if extra_failure:
+        doc.add(
+            Paragraph(
+                f"**The {result.model} model's own outputs could not be written**: "
+                f"`{extra_failure}`."
+            )
         )
 
     doc.add(Heading("Reproducibility"))

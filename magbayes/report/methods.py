@@ -199,8 +199,9 @@ def methods_paragraph(result: FitResult) -> str:
         f"{what} Early sural reduction was defined as a sural sensory nerve action potential "
         f"amplitude below {sural.get('threshold_uv', '')} µV at a first nerve conduction "
         f"study within {sural.get('window_years', '')} years of onset; {missing_text}. "
-        f"The analysis included {cohort.get('n_patients', '')} patients from "
-        f"{cohort.get('n_sites', '')} sites ({cohort.get('n_visits', '')} visits). "
+        f"The cohort had {cohort.get('n_patients', '')} patients from "
+        f"{cohort.get('n_sites', '')} sites ({cohort.get('n_visits', '')} visits)"
+        f"{_entered(result)}. "
         f"The model was written in PyMC {versions.get('pymc', '')} (PyTensor "
         f"{versions.get('pytensor', '')}) and its posterior sampled with the No-U-Turn "
         f"sampler of {sampler_name}: {chains} chains of {draws} draws after {tune} tuning "
@@ -219,6 +220,15 @@ def methods_paragraph(result: FitResult) -> str:
         f"{versions.get('numpy', '')}, pandas {versions.get('pandas', '')} and xarray "
         f"{versions.get('xarray', '')}."
     )
+
+
+def _entered(result: FitResult) -> str:
+    """Say how many patients entered the model when the design left some out."""
+    used = result.design_counts.get("patients")
+    total = result.cohort_summary.get("n_patients")
+    if isinstance(used, int) and isinstance(total, int) and used != total:
+        return f", of whom {used} entered the model (the report counts who was left out and why)"
+    return ""
 
 
 def sign_convention(result: FitResult) -> str:

@@ -110,7 +110,10 @@ def courses_table(summary: dict[str, Any]) -> pd.DataFrame:
 
 def design_counts_table(counts: dict[str, Any]) -> pd.DataFrame:
     """What entered the model, what was imputed and what was left out (and why)."""
-    rows = [(what, str(value)) for what, value in counts.items()]
+    rows = [
+        (what, fmt(value, 2) if isinstance(value, float) else str(value))
+        for what, value in counts.items()
+    ]
     return pd.DataFrame(rows, columns=["what", "n"])
 
 
