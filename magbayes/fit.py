@@ -152,25 +152,30 @@ def fit(
             progressbar=progress,
         )
         sampling_seconds = time.perf_counter() - sample_start
+        # the outcome's log-likelihood only (not the early-sural statuses' Bernoulli)
+        outcome = [rv.name for rv in pm_model.observed_RVs if rv.name != "sural_reduced_observed"]
         pm.compute_log_likelihood(
-            tree, model=pm_model, extend_inferencedata=True, progressbar=False
+            tree, var_names=outcome, model=pm_model, extend_inferencedata=True, progressbar=False
         )
         pm.sample_posterior_predictive(
             tree,
+            var_names=outcome,
             model=pm_model,
             random_seed=seed_value + 1,
             extend_inferencedata=True,
             progressbar=False,
         )
         if prior_predictive:
+            # parameters only: the prior of the headline contrast and of every effect, for
+            # prior/posterior plots (full prior predictive checks: ``sample_prior``)
             prior = pm.sample_prior_predictive(
-                draws=int(settings.get("prior_draws", 500)),
+                draws=int(settings.get("prior_draws", 1000)),
                 model=pm_model,
+                var_names=[rv.name for rv in pm_model.free_RVs + pm_model.deterministics],
                 random_seed=seed_value + 2,
             )
-            for group in ("prior", "prior_predictive"):
-                if group in prior.children:
-                    tree[group] = prior[group]
+            if "prior" in prior.children:
+                tree["prior"] = prior["prior"]
     tree["constant_data"] = xr.DataTree(design.constant_data())
     module = get_model_module(spec.model)
     if hasattr(module, "finalise"):

@@ -56,9 +56,10 @@ DEFAULTS: dict[str, Any] = {
         "level_change": False,
     },
     "sites": {"pooling": "partial"},
+    "patients": {"parametrisation": "centred"},
     "priors": {
-        "slope_sd": 1.0,
-        "patient_level_sd": 5.0,
+        "slope_sd": 0.7,
+        "patient_level_sd": 3.0,
         "patient_rate_sd": 0.5,
         "site_sd": 1.0,
         "treatment_sd": 0.5,
@@ -68,7 +69,7 @@ DEFAULTS: dict[str, Any] = {
         "level_change_sd": 1.0,
         "sural_rate_sd": 0.5,
         "covariate_sd": 2.0,
-        "cutpoint_sd": 5.0,
+        "intercept_sd": 4.0,
         "cutpoint_spacing": 3.0,
         "irods_precision_rate": 0.1,
     },
@@ -119,6 +120,7 @@ SUMMARY_VARS = [
     "site_level_sd",
     "site_slope",
     "site_slope_sd",
+    "level_intercept",
     "cutpoints",
     "irods_precision",
     "sural_reduced_prevalence",
@@ -233,6 +235,7 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
     }
     if family == "ordered_logistic":
         coords["cutpoint"] = [f"{k}|{k + 1}" for k in range(scores.n_categories(score) - 1)]
+        coords["gap"] = coords["cutpoint"][1:]
     data = {
         "score": value,
         "years_since_onset": years,
@@ -293,20 +296,28 @@ def _padded(values: np.ndarray, design: Design, fill: float) -> np.ndarray:
     return out
 
 
-def _score_logp(family: str):
-    """Per-patient log-likelihood of the score, summing out an unknown early-sural status."""
+def _score_logp(family: str, unknown_rows: np.ndarray):
+    """Per-patient log-likelihood of the score, summing out an unknown early-sural status.
 
-    def logp(value, observed, eta_reduced, eta_preserved, known, reduced, prevalence, *params):
+    ``eta_chosen`` is the latent disability under each patient's known status (under
+    "preserved" where unknown); ``eta_reduced`` under "reduced". Only the rows of patients
+    whose status is unknown (``unknown_rows``, fixed by the design) need the second one,
+    so the likelihood is computed twice only there.
+    """
+
+    def logp(value, observed, eta_chosen, eta_reduced, known, reduced, prevalence, *params):
         fill = 0 if family == "ordered_logistic" else 0.5
         safe = pt.where(observed, value, fill)
-        per_patient = []
-        for eta in (eta_reduced, eta_preserved):
-            cells = scores.cell_logp(family, safe, eta, list(params))
-            per_patient.append(pt.sum(pt.where(observed, cells, 0.0), axis=-1))
-        if_reduced, if_preserved = per_patient
-        chosen = pt.switch(reduced, if_reduced, if_preserved)
-        mixed = pt.logaddexp(pt.log(prevalence) + if_reduced, pt.log1p(-prevalence) + if_preserved)
-        return pt.switch(known, chosen, mixed)
+        cells = scores.cell_logp(family, safe, eta_chosen, list(params))
+        per_patient = pt.sum(pt.where(observed, cells, 0.0), axis=-1)
+        if len(unknown_rows) == 0:
+            return per_patient
+        rows = pt.as_tensor_variable(unknown_rows)
+        cells_reduced = scores.cell_logp(family, safe[rows], eta_reduced[rows], list(params))
+        if_reduced = pt.sum(pt.where(observed[rows], cells_reduced, 0.0), axis=-1)
+        share = pt.broadcast_to(prevalence, per_patient.shape)[rows]
+        mixed = pt.logaddexp(pt.log(share) + if_reduced, pt.log1p(-share) + per_patient[rows])
+        return pt.set_subtensor(per_patient[rows], mixed)
 
     return logp
 
@@ -315,19 +326,10 @@ def _score_random(family: str):
     """Draw scores (patient, visit_slot), drawing unknown early-sural statuses too."""
 
     def random(
-        observed,
-        eta_reduced,
-        eta_preserved,
-        known,
-        reduced,
-        prevalence,
-        *params,
-        rng=None,
-        size=None,
+        observed, eta_chosen, eta_reduced, known, reduced, prevalence, *params, rng=None, size=None
     ):
-        unknown_draw = rng.random(np.shape(known)) < prevalence
-        status = np.where(known, reduced, unknown_draw).astype(bool)
-        eta = np.where(status[..., None], eta_reduced, eta_preserved)
+        unknown_reduced = ~np.asarray(known, bool) & (rng.random(np.shape(known)) < prevalence)
+        eta = np.where(unknown_reduced[..., None], eta_reduced, eta_chosen)
         drawn = scores.draw_cells(family, eta, list(params), rng)
         if family == "ordered_logistic":
             return np.where(observed, drawn, -1).astype(np.int64)
@@ -390,17 +392,42 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
         )
         corr_unit = pm.Beta("patient_corr_unit", 2.0, 2.0)
         patient_corr = pm.Deterministic("patient_corr", 2.0 * corr_unit - 1.0)
-        z = pm.Normal("patient_z", 0.0, 1.0, dims=("patient", "patient_effect"))
-        level = site_level + patient_sd[0] * z[:, 0]
-        rate = (
-            slope
-            + site_slope
-            + patient_sd[1] * (patient_corr * z[:, 0] + pt.sqrt(1.0 - patient_corr**2) * z[:, 1])
-        )
+        # The first cutpoint is fixed at 0 (integer scales), so the mean level is identified
+        # by an explicit intercept rather than by a joint shift of cutpoints and levels.
+        if family == "ordered_logistic":
+            n_cut = len(design.coords["cutpoint"])
+            spacing = prior("cutpoint_spacing")
+            # centred between the cutpoints 1|2 and 2|3: INCAT about 2 at onset
+            intercept_centre = spacing * 1.5
+        else:
+            intercept_centre = 0.0
+        intercept = pm.Normal("level_intercept", intercept_centre, prior("intercept_sd"))
+        level_mean = intercept + site_level
         if n_covariates:
             x = blocks.imputed_covariates(d["covariate_value"], list(d["covariate_binary"]))
             beta = pm.Normal("beta_covariate", 0.0, prior("covariate_sd"), dims="covariate")
-            level = level + pt.dot(x, beta)
+            level_mean = level_mean + pt.dot(x, beta)
+        rate_mean = slope + site_slope
+        if spec.section("patients").get("parametrisation", "centred") == "centred":
+            # level sampled directly (many visits pin it down: centred); the rate, which a few
+            # years of visits identify less well, non-centred given the level
+            # (rate | level ~ N(mean + corr * sd_rate * z_level, sd_rate * sqrt(1 - corr^2)))
+            level = pm.Normal("patient_level", level_mean, patient_sd[0], dims="patient")
+            z_level = (level - level_mean) / patient_sd[0]
+            rate_z = pm.Normal("patient_rate_z", 0.0, 1.0, dims="patient")
+            rate = pm.Deterministic(
+                "patient_rate",
+                rate_mean
+                + patient_sd[1]
+                * (patient_corr * z_level + pt.sqrt(1.0 - patient_corr**2) * rate_z),
+                dims="patient",
+            )
+        else:
+            z = pm.Normal("patient_z", 0.0, 1.0, dims=("patient", "patient_effect"))
+            level = level_mean + patient_sd[0] * z[:, 0]
+            rate = rate_mean + patient_sd[1] * (
+                patient_corr * z[:, 0] + pt.sqrt(1.0 - patient_corr**2) * z[:, 1]
+            )
 
         eta = level[:, None] + rate[:, None] * years
         if n_treatments:
@@ -421,21 +448,19 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
             delta_rtx = pm.Normal("delta_rituximab", 0.0, prior("level_change_sd"))
             eta = eta + delta_rtx * _padded(d["rituximab_started"], design, 0.0)
         # early sural reduction: faster rate before treatment, own change after rituximab
-        eta_reduced = eta + rate_sural * years + gamma_x * rituximab_years
+        sural_shift = rate_sural * years + gamma_x * rituximab_years
+        known = d["sural_known"].astype(bool)
+        reduced_known = (known & (d["sural_reduced"] == 1)).astype(float)
+        eta_chosen = eta + reduced_known[:, None] * sural_shift
+        eta_reduced = eta + sural_shift
         prevalence = blocks.sural_prevalence(d["sural_known"], d["sural_reduced"])
 
         if family == "ordered_logistic":
-            n_cut = len(design.coords["cutpoint"])
-            centres = prior("cutpoint_spacing") * (np.arange(n_cut) - (n_cut - 1) / 2.0)
-            params = [
-                pm.Normal(
-                    "cutpoints",
-                    mu=centres,
-                    sigma=prior("cutpoint_sd"),
-                    dims="cutpoint",
-                    transform=pm.distributions.transforms.ordered,
-                )
-            ]
+            gaps = pm.Gamma("cutpoint_gap", alpha=4.0, beta=4.0 / spacing, dims="gap")
+            cutpoints = pm.Deterministic(
+                "cutpoints", pt.concatenate([pt.zeros(1), pt.cumsum(gaps)]), dims="cutpoint"
+            )
+            params = [cutpoints]
             signature = "(v),(v),(v),(),(),(),(c)->(v)"
             fill, dtype = -1, "int64"
         else:
@@ -446,13 +471,13 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
         pm.CustomDist(
             "score",
             observed,
+            eta_chosen,
             eta_reduced,
-            eta,
             d["sural_known"].astype(bool),
             d["sural_reduced"].astype(bool),
             prevalence,
             *params,
-            logp=_score_logp(family),
+            logp=_score_logp(family, np.nonzero(~known)[0]),
             random=_score_random(family),
             signature=signature,
             observed=_padded(d["score"], design, fill),

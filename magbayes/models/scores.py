@@ -66,13 +66,18 @@ def cell_logp(
     """
     if family == "ordered_logistic":
         (cutpoints,) = params
-        # cutpoints arrive as (c,) or broadcast to the batch, (patient, c)
-        cutpoints = pt.broadcast_to(cutpoints, (*value.shape[:-1], cutpoints.shape[-1]))
-        edge = pt.ones_like(cutpoints[..., :1]) * 1e4
-        extended = pt.concatenate([-edge, cutpoints, edge], axis=-1)
-        index = pt.cast(value, "int64")
-        above = pt.take_along_axis(extended, index + 1, axis=-1) - eta
-        below = pt.take_along_axis(extended, index, axis=-1) - eta
+        # With a signature, the cutpoints may arrive broadcast along the batch (patient)
+        # dimension; every row is the same vector, so take the first.
+        while cutpoints.ndim > 1:
+            cutpoints = cutpoints[0]
+        edge = pt.constant(np.array([1e4]))
+        extended = pt.concatenate([-edge, cutpoints, edge])
+        # one-hot selection of the cutpoints around each score (constant-folded, since the
+        # scores are data): a dense product, whose gradient is cheap, instead of a gather
+        categories = pt.arange(extended.shape[0])
+        index = pt.cast(value, "int64")[..., None]
+        above = pt.dot(pt.eq(index + 1, categories).astype("float64"), extended) - eta
+        below = pt.dot(pt.eq(index, categories).astype("float64"), extended) - eta
         # log sigmoid(x) = -softplus(-x)
         return (
             -pt.softplus(-above)
