@@ -331,6 +331,36 @@ class FitResult:
 
         return headline_for(self)
 
+    # ----------------------------------------------------------------- figures
+    def _plot(self, name: str, path: str | Path) -> str:
+        from magbayes.report import figures
+
+        return getattr(figures, name)(self, path)
+
+    def plot_trajectories(self, path: str | Path) -> str:
+        """Observed scores of a few patients with posterior predictive bands (PNG)."""
+        return self._plot("plot_trajectories", path)
+
+    def plot_ppc(self, path: str | Path) -> str:
+        """Posterior predictive check of the outcome's distribution (rootogram, PNG)."""
+        return self._plot("plot_ppc", path)
+
+    def plot_forest(self, path: str | Path) -> str:
+        """Forest plot of treatment and covariate effects with HDIs (PNG)."""
+        return self._plot("plot_forest", path)
+
+    def plot_headline(self, path: str | Path) -> str:
+        """Prior and posterior of the headline contrast, benefit side shaded (PNG)."""
+        return self._plot("plot_headline", path)
+
+    def plot_survival_curves(self, path: str | Path) -> str:
+        """Probability of remaining free of worsening by group (worsening model, PNG)."""
+        return self._plot("plot_survival_curves", path)
+
+    def plot_rank(self, path: str | Path) -> str:
+        """Rank plots of the headline and the worst-mixing parameters (PNG)."""
+        return self._plot("plot_rank", path)
+
     # ----------------------------------------------------------------- files
     def manifest(self) -> dict[str, Any]:
         """Provenance: command, resolved spec, seed, data SHA-256, versions."""
