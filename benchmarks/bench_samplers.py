@@ -3,7 +3,8 @@
 Each sampler runs through ``pm.sample(nuts_sampler=...)`` on the same model (47-patient
 simulated cohort, default progression spec) with the same draws, in a fresh Python process
 (compilation included, peak memory its own). JAX samplers get one XLA host device per core
-so that chains run in parallel as nutpie's and PyMC's do. A sampler whose package is not
+so that chains run in parallel as nutpie's and PyMC's do, and the model with its dims and
+data frozen (``freeze_dims_and_data``: JAX needs static shapes). A sampler whose package is not
 installed is skipped with a message (``pip install numpyro`` / ``pip install blackjax``;
 both need ``jax``). Printed:
 
@@ -17,8 +18,8 @@ Usage::
 
     .venv/bin/python benchmarks/bench_samplers.py
     .venv/bin/python benchmarks/bench_samplers.py --samplers nutpie pymc --draws 500 --tune 500
-    # with JAX samplers installed in another environment layered on this one:
-    .venv/bin/python benchmarks/bench_samplers.py --python /path/to/jaxenv/bin/python
+    # with JAX samplers installed in another environment that also sees magbayes:
+    .venv/bin/python benchmarks/bench_samplers.py --jax-python /path/to/jaxenv/bin/python
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ def child(sampler: str, n_patients: int, seed: int, draws: int, tune: int, chain
     _, _, model = prepare(cohort, resolve_spec("progression"))
     kwargs = {}
     if sampler in NEEDS:
+        from pymc.model.transform.optimization import freeze_dims_and_data
+
+        # JAX needs static shapes (e.g. the arguments of arange): freeze dims and data
+        model = freeze_dims_and_data(model)
         kwargs["nuts_sampler_kwargs"] = {"chain_method": "parallel"}
     if sampler == "pymc":
         kwargs["cores"] = min(chains, os.cpu_count() or 1)
@@ -109,7 +114,11 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
-    parser.add_argument("--python", help="interpreter to run the samplers with")
+    parser.add_argument(
+        "--jax-python",
+        help="interpreter for numpyro and blackjax (an environment with jax installed); "
+        "default: this one",
+    )
     parser.add_argument("--timeout", type=float, default=3600, help="per sampler, seconds")
     args = parser.parse_args()
     if args.child:
@@ -128,7 +137,7 @@ def main() -> None:
                 f"--tune={args.tune}",
                 f"--chains={args.chains}",
             ],
-            python=args.python,
+            python=args.jax_python if sampler in NEEDS else None,
             timeout=args.timeout,
         )
         row.setdefault("sampler", sampler)
