@@ -264,13 +264,16 @@ class FitResult:
             Variables to list; default the model's population-level parameters.
         """
         names = var_names or self.summary_vars()
-        table = az.summary(
-            self.posterior,
-            var_names=names,
-            ci_prob=self.hdi_prob,
-            ci_kind="hdi",
-            round_to="none",
-        )
+        with warnings.catch_warnings():
+            # constant elements (a reference level fixed at 0) have no R-hat: NaN, silently
+            warnings.simplefilter("ignore", RuntimeWarning)
+            table = az.summary(
+                self.posterior,
+                var_names=names,
+                ci_prob=self.hdi_prob,
+                ci_kind="hdi",
+                round_to="none",
+            )
         return table.apply(pd.to_numeric, errors="coerce")
 
     def diagnostics(self) -> dict[str, Any]:
@@ -281,9 +284,11 @@ class FitResult:
             for v in post.data_vars
             if not v.startswith(_NOT_SUMMARISED_PREFIXES) and post[v].dtype.kind == "f"
         ]
-        rhat = az.rhat(post[names])
-        ess_bulk = az.ess(post[names], method="bulk")
-        ess_tail = az.ess(post[names], method="tail")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # constant elements: NaN
+            rhat = az.rhat(post[names])
+            ess_bulk = az.ess(post[names], method="bulk")
+            ess_tail = az.ess(post[names], method="tail")
 
         def extreme(ds: xr.Dataset, how: str) -> tuple[float, str]:
             values = {k: float(getattr(ds[k], how)(skipna=True)) for k in ds.data_vars}

@@ -13,10 +13,14 @@ where the sums run over the patient's treatment courses :math:`k` started at
 :math:`t_k` (so each course changes the *rate* from its start), and for rituximab
 :math:`\gamma = \gamma_{\mathrm{rtx}} + \gamma_{\mathrm{rtx}\times\mathrm{sural}}\,
 \mathrm{sural\_reduced}_i`. Patient level and rate are correlated and pooled towards their
-site: :math:`(\ell_i, r_i) \sim \mathrm{MVN}((u_{s}, \bar r + v_{s} + \delta\,
-\mathrm{sural\_reduced}_i), \Sigma)`. The score follows an ordered logistic (integer
-scales) or a Beta (I-RODS centile) in :math:`\eta`. Higher :math:`\eta` means more
-disability, so a *negative* :math:`\gamma` slows progression: the headline is
+site: :math:`\ell_i \sim N(\alpha + u_{s(i)}, \sigma_\ell)` and
+:math:`r_i \mid \ell_i \sim N(\bar r + v_{s(i)} + \delta\,\mathrm{sural\_reduced}_i
++ \rho\,\sigma_r z_i, \sigma_r \sqrt{1-\rho^2})` with :math:`z_i = (\ell_i - \alpha -
+u_{s(i)})/\sigma_\ell`, site offsets :math:`u, v` summing to zero. The score follows an
+ordered logistic (integer scales; first cutpoint fixed at 0, gaps between cutpoints
+Gamma-distributed) or a Beta (I-RODS centile) in :math:`\eta`. An unknown early-sural status
+is summed out with the estimated prevalence. Higher :math:`\eta` means more disability, so a
+*negative* :math:`\gamma` slows progression: the headline is
 :math:`P(\gamma_{\mathrm{rtx}\times\mathrm{sural}} < 0)`.
 """
 
@@ -395,7 +399,6 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
         # The first cutpoint is fixed at 0 (integer scales), so the mean level is identified
         # by an explicit intercept rather than by a joint shift of cutpoints and levels.
         if family == "ordered_logistic":
-            n_cut = len(design.coords["cutpoint"])
             spacing = prior("cutpoint_spacing")
             # centred between the cutpoints 1|2 and 2|3: INCAT about 2 at onset
             intercept_centre = spacing * 1.5
