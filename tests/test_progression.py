@@ -236,3 +236,30 @@ def test_tiny_fit_fails_the_convergence_gate(tiny_fit):
     assert diagnostics["ess_bulk_min"] < 400
     assert diagnostics["passed"] is False
     assert any("bulk ESS" in reason for reason in diagnostics["reasons"])
+
+
+@pytest.mark.parametrize(("score", "n_cutpoints"), [("onls", 12), ("mrs", 6), ("irods", None)])
+def test_every_score_can_be_the_outcome(small_sim, score, n_cutpoints):
+    result = mb.fit(
+        small_sim.cohort,
+        "progression",
+        draws=40,
+        tune=40,
+        chains=1,
+        seed=2,
+        prior_predictive=False,
+        overrides={"outcome": {"score": score}},
+    )
+    post = result.posterior["posterior"]
+    observed = result.posterior["observed_data"]["score"]
+    assert len(observed) == small_sim.cohort.visits[score].notna().sum()
+    if n_cutpoints:
+        assert post.sizes["cutpoint"] == n_cutpoints
+        assert float(post["cutpoints"].isel(cutpoint=0).max()) == 0.0
+        assert set(np.unique(observed)) <= set(range(n_cutpoints + 1))
+    else:
+        assert "irods_precision" in post
+        # observed and predicted I-RODS are in centiles again
+        assert 1.0 < float(observed.max()) <= 100.0
+        predicted = result.posterior["posterior_predictive"]["score"]
+        assert 0.0 <= float(predicted.min()) and float(predicted.max()) <= 100.0

@@ -469,7 +469,7 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
         else:
             params = [pm.Exponential("irods_precision", prior("irods_precision_rate"))]
             signature = "(v),(v),(v),(),(),(),()->(v)"
-            fill, dtype = np.nan, "float64"
+            fill, dtype = 0.5, "float64"  # padding must not be NaN (PyMC would impute it)
 
         pm.CustomDist(
             "score",
@@ -509,6 +509,8 @@ def finalise(tree: xr.DataTree, design: Design) -> xr.DataTree:
         if group in tree.children and "score" in tree[group].data_vars:
             ds = tree[group].to_dataset()
             long = to_visits(ds["score"], design)
+            if design.counts.get("likelihood") == "beta":
+                long = long * 100.0  # back to I-RODS centiles (the model works on 0-1)
             ds = ds.drop_vars("score").drop_dims(["visit_slot"], errors="ignore")
             ds = ds.drop_vars("patient", errors="ignore").assign(score=long)
             tree[group] = xr.DataTree(ds)
