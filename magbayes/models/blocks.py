@@ -231,6 +231,7 @@ def site_effect(
     pooling: str = "partial",
     scale: float = 0.5,
     dim: str = "site",
+    centred: bool = False,
 ) -> pt.TensorVariable:
     """Site offsets, one per site.
 
@@ -249,6 +250,11 @@ def site_effect(
         Normal(0, scale) offsets.
     scale : float
         Prior scale (model units).
+    centred : bool
+        ``partial`` only: offsets ~ ZeroSumNormal(sd) sampled directly (no ``_raw``
+        variable). Better when every site has so much data that its offset is pinned
+        down far more tightly than ``scale`` (large cohorts); the default non-centred form
+        is better for small ones (funnel otherwise).
 
     Returns
     -------
@@ -257,7 +263,10 @@ def site_effect(
     """
     model = pm.modelcontext(None)
     n_sites = len(model.coords[dim])
-    if pooling == "partial":
+    if pooling == "partial" and centred:
+        sd = pm.HalfNormal(f"{name}_sd", sigma=scale)
+        offsets = pm.ZeroSumNormal(name, sigma=sd, dims=dim)
+    elif pooling == "partial":
         sd = pm.HalfNormal(f"{name}_sd", sigma=scale)
         raw = pm.ZeroSumNormal(f"{name}_raw", sigma=1.0, dims=dim)
         offsets = pm.Deterministic(name, raw * sd, dims=dim)
