@@ -17,6 +17,7 @@ from typing import Any
 
 from magbayes.cohort.tables import Cohort
 from magbayes.fit import FitResult, _jsonable, _replace_folder, fit
+from magbayes.models.prior_sensitivity import write_prior_sensitivity
 
 #: The three models, in the order the page lists them, with what "benefit" means in each.
 MODELS: dict[str, str] = {
@@ -127,6 +128,9 @@ def answer(
             )
             result.save(tmp / name)
             entries[name] = _entry(name, result)
+            sensitivity = write_prior_sensitivity(result, cohort, tmp / name)
+            if sensitivity is not None:
+                entries[name]["prior_sensitivity"] = sensitivity.to_dict(orient="records")
         payload = {
             "question": (
                 "Does early reduction of the sural sensory response predict benefit from rituximab?"
@@ -205,6 +209,14 @@ def answer_markdown(payload: dict[str, Any]) -> str:
     for name, entry in payload["models"].items():
         h = entry["headline"]
         lines.append(f"- **{name}**: {entry['sentence']} Scale: {h['contrast']['scale']}.")
+        if entry.get("prior_sensitivity"):
+            values = ", ".join(
+                f"{row['p_sural_predicts_rituximab_benefit']:.2f} ({row['label']}"
+                + (f", {row['prior']} = {row['value']:g}" if row["prior"] != "default" else "")
+                + ")"
+                for row in entry["prior_sensitivity"]
+            )
+            lines.append(f"  Under other priors for the interaction: {values}.")
         if entry["left_out"]:
             left = ", ".join(f"{k}: {v}" for k, v in entry["left_out"].items())
             lines.append(f"  Left out of this model's likelihood: {left}.")

@@ -86,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
         command="magbayes " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     result.save(args.out, report=not args.no_report)
+    if not args.no_report:
+        from magbayes.models.prior_sensitivity import write_prior_sensitivity
+
+        # the spec's [priors.sensitivity] alternatives, refitted, shown in the report
+        write_prior_sensitivity(result, cohort, args.out)
     headline = result.headline()
     diagnostics = result.diagnostics()
     print(f"results written to {args.out}")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import arviz as az
 import pandas as pd
@@ -39,6 +39,9 @@ from magbayes.spec import Spec
 #: seed=)`` returning a :class:`magbayes.fit.FitResult` (or anything with ``posterior``,
 #: ``headline()`` and ``diagnostics()``).
 Fitter = Callable[..., Any]
+
+if TYPE_CHECKING:
+    from magbayes.fit import FitResult
 
 
 def prior_alternatives(spec: Spec) -> list[tuple[str, float, str]]:
@@ -268,3 +271,54 @@ def plot_power_scaling(
     path.parent.mkdir(parents=True, exist_ok=True)
     plot.savefig(path)
     return path
+
+
+def write_prior_sensitivity(
+    result: FitResult,
+    cohort: Cohort,
+    folder: str | Path,
+    *,
+    fitter: Fitter | None = None,
+) -> pd.DataFrame | None:
+    """Refit under the spec's prior alternatives and add the table to a results folder.
+
+    Writes ``prior_sensitivity.csv`` beside the fit (the default prior refitted with the
+    same settings, then each alternative) and rewrites the report so it shows the table; ``magbayes
+    report`` later reads the saved table and never refits. Does nothing when the spec has
+    no ``[priors.sensitivity]``.
+
+    Parameters
+    ----------
+    result : FitResult
+        The fit under the default prior (its sampler settings and seed are reused).
+    cohort : Cohort
+        The cohort it was fitted to.
+    folder : str or pathlib.Path
+        Its saved results folder.
+    fitter : callable, optional
+        Fitting function (default :func:`magbayes.fit.fit`).
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        The table, or ``None`` when there is nothing to refit.
+    """
+    from magbayes.report import write_report
+    from magbayes.report.document import PRIOR_SENSITIVITY_FILE
+
+    if not prior_alternatives(result.spec):
+        return None
+    posterior = result.posterior["posterior"]
+    settings = {
+        "draws": int(posterior.sizes["draw"]),
+        "tune": int(result.spec.section("sampler").get("tune", 1000)),
+        "chains": int(posterior.sizes["chain"]),
+        "seed": result.seed,
+    }
+    table = refit_priors(cohort, result.spec, fitter=fitter, **settings)
+    folder = Path(folder)
+    tmp = folder / f".{PRIOR_SENSITIVITY_FILE}.tmp"
+    table.to_csv(tmp, index=False)
+    tmp.replace(folder / PRIOR_SENSITIVITY_FILE)
+    write_report(result, folder)
+    return table

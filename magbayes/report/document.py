@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from magbayes.models import get_model_module
 from magbayes.report import figures as fig
 from magbayes.report import methods, tables
@@ -65,6 +67,11 @@ class ReportFiles:
     figures: list[fig.DrawnFigure] = field(default_factory=list)
     skipped: list[fig.SkippedFigure] = field(default_factory=list)
     extra: list[Path] = field(default_factory=list)
+
+
+#: Table of the headline under alternative priors, written by
+#: :func:`magbayes.models.prior_sensitivity.write_prior_sensitivity` and shown when present.
+PRIOR_SENSITIVITY_FILE = "prior_sensitivity.csv"
 
 
 def write_report(result: FitResult, folder: Path) -> ReportFiles:
@@ -186,6 +193,20 @@ def build_document(
         Table(tables.headline_table(headline)),
         Paragraph(methods.sign_convention(result)),
     )
+
+    sensitivity = folder / PRIOR_SENSITIVITY_FILE
+    if sensitivity.is_file():
+        table = pd.read_csv(sensitivity)
+        doc.add(
+            Heading("Prior sensitivity", level=3),
+            Paragraph(
+                "The headline refitted under the alternative priors of the spec's "
+                "`[priors.sensitivity]` (same cohort, sampler settings and seed; saved in "
+                f"`{PRIOR_SENSITIVITY_FILE}`). With few rituximab courses the prior matters: "
+                "read the headline together with this table."
+            ),
+            Table(tables.prior_sensitivity_table(table)),
+        )
 
     doc.add(Heading("Effects"))
     doc.add(

@@ -283,3 +283,26 @@ def _ok(flag: bool) -> str:
 def versions_table(versions: dict[str, str]) -> pd.DataFrame:
     """Software versions, one per row."""
     return pd.DataFrame(sorted(versions.items()), columns=["software", "version"])
+
+
+def prior_sensitivity_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The headline under each prior (rows of ``prior_sensitivity.csv``), for the report."""
+    return pd.DataFrame(
+        {
+            "prior": [f"`{row.prior}` = {row.value:g} ({row.label})" for row in table.itertuples()],
+            "P(sural predicts benefit)": table["p_sural_predicts_rituximab_benefit"].map(
+                "{:.3f}".format
+            ),
+            "MCSE": table["mcse"].map("{:.3f}".format),
+            "contrast mean [HDI]": [
+                f"{row.contrast_mean:.3f} [{row.hdi_low:.3f}, {row.hdi_high:.3f}]"
+                for row in table.itertuples()
+            ],
+            "converged": [
+                "yes"
+                if (row.divergences == 0 and row.r_hat_max <= 1.01 and row.ess_bulk_min >= 400)
+                else "no"
+                for row in table.itertuples()
+            ],
+        }
+    )

@@ -1,0 +1,51 @@
+"""The response report shows the headline under the spec's alternative priors."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import magbayes as mb
+from magbayes.models.prior_sensitivity import write_prior_sensitivity
+
+
+def test_prior_sensitivity_table_is_saved_and_reported(tmp_path):
+    sim = mb.simulate_cohort(n_patients=30, seed=4)
+    result = mb.fit(sim.cohort, "response", draws=60, tune=60, chains=1, seed=5)
+    folder = result.save(tmp_path / "res")
+    assert "Prior sensitivity" not in (folder / "report.md").read_text()
+
+    seen_priors = []
+
+    def recording_fit(cohort, spec, **kwargs):
+        seen_priors.append(spec.section("priors")["interaction_sd"])
+        return mb.fit(cohort, spec, **kwargs)
+
+    table = write_prior_sensitivity(result, sim.cohort, folder, fitter=recording_fit)
+    default = result.spec.section("priors")["interaction_sd"]
+    alternatives = result.spec.section("priors")["sensitivity"]["interaction_sd"]
+    # the default refitted with the same settings, then one refit per alternative
+    assert seen_priors == [default, *alternatives]
+    saved = pd.read_csv(folder / "prior_sensitivity.csv")
+    assert sorted(saved["value"]) == sorted([default, *alternatives])
+    # same seed and settings: the refitted default reproduces the fit's headline
+    refitted = saved.loc[saved["value"] == default, "p_sural_predicts_rituximab_benefit"]
+    assert float(refitted.iloc[0]) == pytest.approx(
+        result.headline()["p_sural_predicts_rituximab_benefit"], abs=1e-12
+    )
+    assert len(table) == len(saved)
+    report = (folder / "report.md").read_text()
+    assert "Prior sensitivity" in report
+    for value in alternatives:
+        assert f"`interaction_sd` = {value:g}" in report
+
+
+def test_no_alternatives_no_refit(tmp_path):
+    sim = mb.simulate_cohort(n_patients=20, seed=6)
+    result = mb.fit(sim.cohort, "progression", draws=30, tune=30, chains=1, seed=1)
+
+    def must_not_fit(*args, **kwargs):
+        raise AssertionError("the progression spec has no [priors.sensitivity]")
+
+    assert write_prior_sensitivity(result, sim.cohort, tmp_path, fitter=must_not_fit) is None
+    assert not (tmp_path / "prior_sensitivity.csv").exists()
