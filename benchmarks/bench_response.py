@@ -2,7 +2,7 @@
 
 Each cohort size runs in its own Python process (so that peak memory is that fit's alone):
 a simulated cohort (``magbayes.simulate.simulate_cohort``) is fitted with
-``magbayes.fit.fit`` (nutpie), which builds the design and the model, compiles, samples,
+``magbayes.fit`` (nutpie), which builds the design and the model, compiles, samples,
 and adds the log-likelihood and the posterior and prior predictive draws.
 
 Printed per cohort:
@@ -38,14 +38,14 @@ import time
 def run_one(n_patients: int, draws: int, tune: int, chains: int, seed: int) -> dict:
     import arviz as az
 
-    import magbayes.fit as mbfit
+    from magbayes.fit import fit
     from magbayes.models import response
     from magbayes.simulate import simulate_cohort
 
     cohort = simulate_cohort(n_patients=n_patients, n_sites=2, seed=seed).cohort
 
     start = time.perf_counter()
-    result = mbfit.fit(cohort, "response", draws=draws, tune=tune, chains=chains, seed=seed)
+    result = fit(cohort, "response", draws=draws, tune=tune, chains=chains, seed=seed)
     wall = time.perf_counter() - start
 
     post = result.posterior["posterior"].to_dataset()
