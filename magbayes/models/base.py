@@ -26,6 +26,51 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+#: Treatments whose courses the models include by default (rituximab has its own terms).
+MODELLED_TREATMENTS: list[str] = [
+    "ivig",
+    "corticosteroids",
+    "plasma_exchange",
+    "cyclophosphamide",
+    "chlorambucil",
+    "other",
+]
+
+#: Baseline covariates the models use by default (patients.csv names or derived ones).
+BASELINE_COVARIATES: list[str] = [
+    "age_at_onset",
+    "log10_anti_mag_titer",
+    "pattern_cidp_like",
+    "pattern_axonal",
+]
+
+#: Spec defaults every model shares: the early-sural definition (threshold: lower limit of
+#: normal of the sural SNAP, CLINICAL.md; window: an assumption), sampler settings and the
+#: sensitivity grid. Each model's ``DEFAULTS`` is ``shared_defaults(own_tables)``.
+SHARED_DEFAULTS: dict[str, Any] = {
+    "early_sural": {"threshold_uv": 5.0, "window_years": 3.0, "missing": "marginalise"},
+    "sampler": {
+        "draws": 1000,
+        "tune": 1000,
+        "chains": 4,
+        "target_accept": 0.9,
+        "seed": 2020,
+        "hdi_prob": 0.94,
+    },
+    "sensitivity": {
+        "threshold_uv": [3.0, 5.0, 7.0],
+        "window_years": [2.0, 3.0, 5.0],
+        "prior_scale": [0.5, 1.0, 2.0],
+    },
+}
+
+
+def shared_defaults(own: dict[str, Any]) -> dict[str, Any]:
+    """A model's spec defaults: :data:`SHARED_DEFAULTS` with its own tables merged in."""
+    from magbayes.spec import deep_merge
+
+    return deep_merge(SHARED_DEFAULTS, own)
+
 
 @dataclass(frozen=True)
 class Headline:

@@ -36,61 +36,46 @@ import xarray as xr
 from magbayes.cohort.tables import Cohort
 from magbayes.errors import SpecError
 from magbayes.models import blocks, scores
-from magbayes.models.base import Design, Headline
+from magbayes.models.base import (
+    BASELINE_COVARIATES,
+    MODELLED_TREATMENTS,
+    Design,
+    Headline,
+    shared_defaults,
+)
 from magbayes.spec import Spec
 
 NAME = "progression"
 
-DEFAULTS: dict[str, Any] = {
-    "outcome": {"score": "incat", "likelihood": "auto"},
-    "early_sural": {"threshold_uv": 5.0, "window_years": 3.0, "missing": "marginalise"},
-    "covariates": {
-        "baseline": ["age_at_onset", "log10_anti_mag_titer", "pattern_cidp_like", "pattern_axonal"]
-    },
-    "treatments": {
-        "modelled": [
-            "ivig",
-            "corticosteroids",
-            "plasma_exchange",
-            "cyclophosphamide",
-            "chlorambucil",
-            "other",
-        ],
-        "later_line_effect": True,
-        "level_change": False,
-    },
-    "sites": {"pooling": "partial"},
-    "patients": {"parametrisation": "centred"},
-    "priors": {
-        "slope_sd": 0.7,
-        "patient_level_sd": 3.0,
-        "patient_rate_sd": 0.5,
-        "site_sd": 1.0,
-        "treatment_sd": 0.5,
-        "rituximab_sd": 0.5,
-        "interaction_sd": 0.5,
-        "later_line_sd": 0.3,
-        "level_change_sd": 1.0,
-        "sural_rate_sd": 0.5,
-        "covariate_sd": 2.0,
-        "intercept_sd": 4.0,
-        "cutpoint_spacing": 3.0,
-        "irods_precision_rate": 0.1,
-    },
-    "sampler": {
-        "draws": 1000,
-        "tune": 1000,
-        "chains": 4,
-        "target_accept": 0.9,
-        "seed": 2020,
-        "hdi_prob": 0.94,
-    },
-    "sensitivity": {
-        "threshold_uv": [3.0, 5.0, 7.0],
-        "window_years": [2.0, 3.0, 5.0],
-        "prior_scale": [0.5, 1.0, 2.0],
-    },
-}
+DEFAULTS: dict[str, Any] = shared_defaults(
+    {
+        "outcome": {"score": "incat", "likelihood": "auto"},
+        "covariates": {"baseline": BASELINE_COVARIATES},
+        "treatments": {
+            "modelled": MODELLED_TREATMENTS,
+            "later_line_effect": True,
+            "level_change": False,
+        },
+        "sites": {"pooling": "partial"},
+        "patients": {"parametrisation": "centred"},
+        "priors": {
+            "slope_sd": 0.7,
+            "patient_level_sd": 3.0,
+            "patient_rate_sd": 0.5,
+            "site_sd": 1.0,
+            "treatment_sd": 0.5,
+            "rituximab_sd": 0.5,
+            "interaction_sd": 0.5,
+            "later_line_sd": 0.3,
+            "level_change_sd": 1.0,
+            "sural_rate_sd": 0.5,
+            "covariate_sd": 2.0,
+            "intercept_sd": 4.0,
+            "cutpoint_spacing": 3.0,
+            "irods_precision_rate": 0.1,
+        },
+    }
+)
 
 HEADLINE = Headline(
     question=(

@@ -37,7 +37,7 @@ from scipy.special import expit
 
 from magbayes.cohort.tables import Cohort
 from magbayes.errors import CohortError, Problem, SpecError
-from magbayes.models.base import Design, Headline
+from magbayes.models.base import MODELLED_TREATMENTS, Design, Headline, shared_defaults
 from magbayes.models.blocks import (
     covariate_design,
     imputed_covariates,
@@ -55,60 +55,41 @@ from magbayes.spec import Spec, deep_merge
 NAME = "response"
 
 #: Spec defaults (the same values as ``models/response.toml``).
-DEFAULTS: dict[str, Any] = {
-    "model": NAME,
-    "outcome": {"likelihood": "logistic", "partial": "failure"},
-    "early_sural": {"threshold_uv": 5.0, "window_years": 3.0, "missing": "marginalise"},
-    "covariates": {
-        "baseline": [
-            "median_dml_ms",
-            "tli_median",
-            "median_mcv_ms",
-            "peroneal_cmap_mv",
-            "age_at_onset",
-            "log10_anti_mag_titer",
-            "pattern_cidp_like",
-        ]
-    },
-    "treatments": {
-        "modelled": [
-            "ivig",
-            "corticosteroids",
-            "plasma_exchange",
-            "cyclophosphamide",
-            "chlorambucil",
-            "other",
-        ],
-        "reference": "ivig",
-        "later_line_effect": True,
-    },
-    "sites": {"pooling": "partial"},
-    "priors": {
-        "intercept_sd": 1.5,
-        "treatment_sd": 1.0,
-        "rituximab_sd": 1.0,
-        "interaction_sd": 1.0,
-        "later_line_sd": 1.0,
-        "covariate_sd": 0.5,
-        "patient_sd": 1.0,
-        "site_sd": 0.5,
-        "cutpoint_sd": 1.5,
-        "sensitivity": {"interaction_sd": [0.5, 2.5]},
-    },
-    "sampler": {
-        "draws": 1000,
-        "tune": 1000,
-        "chains": 4,
-        "target_accept": 0.9,
-        "seed": 2020,
-        "hdi_prob": 0.94,
-    },
-    "sensitivity": {
-        "threshold_uv": [3.0, 5.0, 7.0],
-        "window_years": [2.0, 3.0, 5.0],
-        "prior_scale": [0.5, 1.0, 2.0],
-    },
-}
+DEFAULTS: dict[str, Any] = shared_defaults(
+    {
+        "model": NAME,
+        "outcome": {"likelihood": "logistic", "partial": "failure"},
+        "covariates": {
+            "baseline": [
+                "median_dml_ms",
+                "tli_median",
+                "median_mcv_ms",
+                "peroneal_cmap_mv",
+                "age_at_onset",
+                "log10_anti_mag_titer",
+                "pattern_cidp_like",
+            ]
+        },
+        "treatments": {
+            "modelled": MODELLED_TREATMENTS,
+            "reference": "ivig",
+            "later_line_effect": True,
+        },
+        "sites": {"pooling": "partial"},
+        "priors": {
+            "intercept_sd": 1.5,
+            "treatment_sd": 1.0,
+            "rituximab_sd": 1.0,
+            "interaction_sd": 1.0,
+            "later_line_sd": 1.0,
+            "covariate_sd": 0.5,
+            "patient_sd": 1.0,
+            "site_sd": 0.5,
+            "cutpoint_sd": 1.5,
+            "sensitivity": {"interaction_sd": [0.5, 2.5]},
+        },
+    }
+)
 
 HEADLINE = Headline(
     question="Does early sural reduction predict a good response to rituximab?",

@@ -49,65 +49,50 @@ import xarray as xr
 from magbayes.cohort.tables import SCORES, Cohort
 from magbayes.errors import SpecError
 from magbayes.models import blocks, survival
-from magbayes.models.base import Design, Headline
+from magbayes.models.base import (
+    BASELINE_COVARIATES,
+    MODELLED_TREATMENTS,
+    Design,
+    Headline,
+    shared_defaults,
+)
 from magbayes.spec import Spec
 
 NAME = "worsening"
 
-DEFAULTS: dict[str, Any] = {
-    "outcome": {
-        "score": "incat",
-        "change": 1,
-        "baseline": "first",
-        "confirmation": "next_visit",
-        "follow_up_ends": "last_confirmable_visit",
-        "event_time": "interval",
-    },
-    "baseline_hazard": {"kind": "piecewise", "grid_years": [0.0, 2.0, 4.0, 6.0, 8.0, 12.0]},
-    "early_sural": {"threshold_uv": 5.0, "window_years": 3.0, "missing": "marginalise"},
-    "covariates": {
-        "baseline": ["age_at_onset", "log10_anti_mag_titer", "pattern_cidp_like", "pattern_axonal"]
-    },
-    "treatments": {
-        "modelled": [
-            "ivig",
-            "corticosteroids",
-            "plasma_exchange",
-            "cyclophosphamide",
-            "chlorambucil",
-            "other",
-        ],
-        "exposure": "courses_started",
-    },
-    "sites": {"pooling": "partial", "parametrisation": "auto"},
-    "priors": {
-        "baseline_log_hazard_mean": -2.3,
-        "baseline_log_hazard_sd": 1.5,
-        "weibull_shape_sd": 0.5,
-        "weibull_log_scale_mean": 2.3,
-        "weibull_log_scale_sd": 1.5,
-        "frailty_sd": 0.5,
-        "treatment_sd": 1.0,
-        "rituximab_sd": 1.0,
-        "interaction_sd": 1.0,
-        "sural_sd": 1.0,
-        "covariate_sd": 1.0,
-    },
-    "sampler": {
-        "draws": 1000,
-        "tune": 1000,
-        "chains": 4,
-        "target_accept": 0.9,
-        "seed": 2020,
-        "hdi_prob": 0.94,
-    },
-    "figures": {"rituximab_start_years": 3.0, "horizon_years": 12.0},
-    "sensitivity": {
-        "threshold_uv": [3.0, 5.0, 7.0],
-        "window_years": [2.0, 3.0, 5.0],
-        "prior_scale": [0.5, 1.0, 2.0],
-    },
-}
+DEFAULTS: dict[str, Any] = shared_defaults(
+    {
+        "outcome": {
+            "score": "incat",
+            "change": 1,
+            "baseline": "first",
+            "confirmation": "next_visit",
+            "follow_up_ends": "last_confirmable_visit",
+            "event_time": "interval",
+        },
+        "baseline_hazard": {"kind": "piecewise", "grid_years": [0.0, 2.0, 4.0, 6.0, 8.0, 12.0]},
+        "covariates": {"baseline": BASELINE_COVARIATES},
+        "treatments": {
+            "modelled": MODELLED_TREATMENTS,
+            "exposure": "courses_started",
+        },
+        "sites": {"pooling": "partial", "parametrisation": "auto"},
+        "priors": {
+            "baseline_log_hazard_mean": -2.3,
+            "baseline_log_hazard_sd": 1.5,
+            "weibull_shape_sd": 0.5,
+            "weibull_log_scale_mean": 2.3,
+            "weibull_log_scale_sd": 1.5,
+            "frailty_sd": 0.5,
+            "treatment_sd": 1.0,
+            "rituximab_sd": 1.0,
+            "interaction_sd": 1.0,
+            "sural_sd": 1.0,
+            "covariate_sd": 1.0,
+        },
+        "figures": {"rituximab_start_years": 3.0, "horizon_years": 12.0},
+    }
+)
 
 HEADLINE = Headline(
     question=(
