@@ -165,6 +165,17 @@ def test_uniformity_flags_skewed_ranks_and_passes_uniform_ones():
         for name, ranks in (("uniform", uniform), ("skewed", skewed))
         for i, r in enumerate(ranks)
     ]
+    rows += [
+        {
+            "fit": i,
+            "parameter": "fixed",
+            "rank": r,
+            "n_draws": n_draws,
+            "status": "ok",
+            "posterior_sd": 0.0,
+        }
+        for i, r in enumerate(uniform)
+    ]
     rows.append(
         {"fit": 999, "parameter": "uniform", "rank": np.nan, "n_draws": np.nan, "status": "failed"}
     )
@@ -172,6 +183,8 @@ def test_uniformity_flags_skewed_ranks_and_passes_uniform_ones():
     assert table.loc["uniform", "n_fits"] == 200  # the failed fit is not counted
     assert table.loc["uniform", "flag"] == "ok"
     assert table.loc["skewed", "flag"] == "non-uniform"
+    assert table.loc["fixed", "flag"] == "constant"  # a quantity fixed by the model
+    assert np.isnan(table.loc["fixed", "p_chi_square"])
     assert table.loc["skewed", "p_chi_square"] < 1e-6
     assert table.loc["skewed", "p_pit_ecdf"] < 1e-3
     assert chi_square(uniform, n_draws)["p_chi_square"] > 0.01

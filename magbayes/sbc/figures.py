@@ -143,7 +143,7 @@ def plot_overview(ranks: pd.DataFrame, table: pd.DataFrame, path: str | Path) ->
     path : str or pathlib.Path
         PNG to write.
     """
-    rows = table[table["n_fits"] >= 2]
+    rows = table[(table["n_fits"] >= 2) & (table["flag"] != "constant")]
     n_panels = max(1, len(rows))
     n_cols = min(5, n_panels)
     n_rows = int(np.ceil(n_panels / n_cols))

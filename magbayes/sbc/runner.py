@@ -560,7 +560,7 @@ def summarise(
     if figures and len(table):
         ok = ranks[ranks["status"] == "ok"]
         for _, row in table.iterrows():
-            if row["n_fits"] < 2:
+            if row["n_fits"] < 2 or row["flag"] == "constant":
                 continue
             sub = ok[ok["parameter"] == row["parameter"]]
             plot_parameter(

@@ -12,7 +12,7 @@ PIT-ECDF test (ArviZ ``uniformity_test``, method ``pot_c``)
     good power against local departures (Tesso et al. 2026; ArviZ's default for SBC).
 
 A parameter is flagged ``non-uniform`` when either p-value is below
-``0.05 / (2 × number of parameters)`` (Bonferroni over the parameters and the two tests),
+``0.05 / (2 × number of parameters tested)`` (Bonferroni over the parameters and the two tests),
 so that with dozens of parameters a flag is not expected by chance alone.
 """
 
@@ -110,17 +110,35 @@ def uniformity_table(ranks: pd.DataFrame, family_alpha: float = FAMILY_ALPHA) ->
         ``parameter``, ``n_fits``, ``n_draws``, ``bins``, ``chi_square``, ``df``,
         ``p_chi_square``, ``p_pit_ecdf``, ``mean_fractional_rank`` (0.5 when calibrated;
         above 0.5: the posterior tends to sit below the truth), ``flag``
-        (``ok`` / ``non-uniform`` / ``too few fits``), in the order parameters first appear.
+        (``ok`` / ``non-uniform`` / ``too few fits`` / ``constant``: a quantity fixed by the
+        model, such as a first cutpoint at 0, whose posterior sd is 0 in every fit and whose
+        ranks are only tie-breaks), in the order parameters first appear.
     """
     ok = ranks[ranks["status"] == "ok"].dropna(subset=["rank"])
     order = list(dict.fromkeys(ok["parameter"]))
-    threshold = family_alpha / (2 * max(1, len(order)))
+    constant = set()
+    if "posterior_sd" in ok.columns:
+        spread = ok.groupby("parameter")["posterior_sd"].max()
+        constant = set(spread.index[spread == 0])
+    threshold = family_alpha / (2 * max(1, len(set(order) - constant)))
     rows = []
     for parameter in order:
         sub = ok[ok["parameter"] == parameter]
         n_draws = int(sub["n_draws"].max())
         values = sub["rank"].to_numpy(int)
         row: dict = {"parameter": parameter, "n_fits": len(values), "n_draws": n_draws}
+        if parameter in constant:
+            row.update(
+                bins=np.nan,
+                chi_square=np.nan,
+                df=np.nan,
+                p_chi_square=np.nan,
+                p_pit_ecdf=np.nan,
+                mean_fractional_rank=np.nan,
+                flag="constant",
+            )
+            rows.append(row)
+            continue
         if len(values) < 5:
             row.update(
                 bins=np.nan,
