@@ -18,7 +18,8 @@ independent; the thresholds' priors differ in form (brms: Normal(0, intercept_sd
 threshold; magbayes: its own cutpoint parametrisation, see ``magbayes/models/progression``);
 both are weak next to ~470 visits, so the two posteriors of the interaction should agree
 closely (printed). The timings include compilation (Stan's C++ build, nutpie's numba
-build) and are taken in fresh processes. Skipped with a message when R, brms or rstan is not installed (Debian:
+build) and are taken in fresh processes. Skipped with a message when R, brms or rstan
+is not installed (Debian:
 ``apt-get install r-cran-brms``).
 
 Printed per tool: ``wall_s`` (compilation + sampling), ``compile_s``, ``sampling_s``,
