@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _child import emit, machine, print_table, run_child  # noqa: E402
 
 
-def child(n_patients: int, seed: int, draws: int, tune: int, chains: int) -> dict:
+def child(n_patients: int, seed: int, draws: int, tune: int | None, chains: int) -> dict:
     import warnings
 
     import arviz as az
@@ -45,6 +45,7 @@ def child(n_patients: int, seed: int, draws: int, tune: int, chains: int) -> dic
     result = fit(
         cohort, "progression", draws=draws, tune=tune, chains=chains, seed=seed, progress=False
     )
+    tune = int(result.spec.section("sampler")["tune"])
     wall = time.perf_counter() - started
     post = result.posterior["posterior"].to_dataset()
     scalars = [v for v in post.data_vars if set(post[v].dims) == {"chain", "draw"}]
@@ -58,9 +59,14 @@ def child(n_patients: int, seed: int, draws: int, tune: int, chains: int) -> dic
         "patients": n_patients,
         "visits": int(result.design_counts.get("visits with incat", 0)),
         "chains_x_draws": f"{chains}x{draws}",
+        "tune": tune,
         "wall_s": wall,
         "sample_s": result.timing["sampling_seconds"],
         "sampling_s": sampling,
+        "compile_s": result.timing["sampling_seconds"] - sampling,
+        "loglik_s": result.timing.get("log_likelihood_seconds", float("nan")),
+        "ppc_s": result.timing.get("posterior_predictive_seconds", float("nan")),
+        "prior_s": result.timing.get("prior_seconds", float("nan")),
         "ess_bulk_min": per_var[worst],
         "ess_min_var": worst,
         "ess_per_s": per_var[worst] / sampling,
@@ -77,12 +83,12 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=47)
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--draws", type=int, default=1000)
-    parser.add_argument("--tune", type=int, default=1000)
+    parser.add_argument("--tune", type=int, default=None, help="default: the spec's")
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     if args.child:
-        emit(child(args.patients, args.seed, args.draws, args.tune, args.chains))
+        emit(child(args.patients, args.seed, args.draws, args.tune or None, args.chains))
         return
     print(f"machine: {machine()}")
     rows = []
@@ -93,7 +99,7 @@ def main() -> None:
                 f"--patients={args.patients}",
                 f"--seed={args.seed + repeat}",
                 f"--draws={args.draws}",
-                f"--tune={args.tune}",
+                f"--tune={args.tune or 0}",
                 f"--chains={args.chains}",
             ],
         )
@@ -108,9 +114,14 @@ def main() -> None:
             "visits",
             "seed",
             "chains_x_draws",
+            "tune",
             "wall_s",
             "sample_s",
             "sampling_s",
+            "compile_s",
+            "loglik_s",
+            "ppc_s",
+            "prior_s",
             "ess_bulk_min",
             "ess_min_var",
             "ess_per_s",

@@ -2,7 +2,9 @@
 
 Each size is a simulated cohort (about 10 visits per patient) fitted in a fresh Python
 process: design and model built (``magbayes.fit.prepare``), compiled and sampled by nutpie
-(``pm.sample``); no predictive draws, so the numbers are the model's own. Printed per size:
+(``pm.sample``) with the spec's sampler settings (4 chains x 1000 draws after 400 tuning
+steps, chains on every available core); no predictive draws, so the numbers are the
+model's own. Printed per size:
 
 - ``visits``: visits in the likelihood;
 - ``compile_s``: ``pm.sample`` wall time minus nutpie's sampling time (model compilation and
@@ -22,7 +24,7 @@ sampling time, so ``b`` says how cost grows with patients (1 = linearly).
 Usage::
 
     .venv/bin/python benchmarks/bench_scaling.py                    # 47, 500, 5000 patients
-    .venv/bin/python benchmarks/bench_scaling.py --patients 47 500 --draws 1000 --tune 1000
+    .venv/bin/python benchmarks/bench_scaling.py --patients 47 500 --draws 500 --chains 2
 """
 
 from __future__ import annotations
@@ -45,21 +47,29 @@ def child(n_patients: int, seed: int, draws: int, tune: int, chains: int) -> dic
     import pymc as pm
 
     from magbayes.fit import prepare, resolve_spec
+    from magbayes.sampler import nutpie_options, parallel_chains
     from magbayes.simulate import simulate_cohort
 
     warnings.simplefilter("ignore")
     cohort = simulate_cohort(n_patients=n_patients, n_sites=2, seed=seed).cohort
+    spec = resolve_spec("progression")
+    settings = spec.section("sampler")
+    draws = draws or int(settings["draws"])
+    tune = tune or int(settings["tune"])
+    chains = chains or int(settings["chains"])
     started = time.perf_counter()
-    _, design, model = prepare(cohort, resolve_spec("progression"))
+    _, design, model = prepare(cohort, spec)
     sample_start = time.perf_counter()
     tree = pm.sample(
         model=model,
         draws=draws,
         tune=tune,
         chains=chains,
+        cores=parallel_chains(settings, chains),
         random_seed=seed,
         nuts_sampler="nutpie",
-        target_accept=0.9,
+        target_accept=float(settings["target_accept"]),
+        nuts_sampler_kwargs=nutpie_options(settings),
         progressbar=False,
         compute_convergence_checks=False,
     )
@@ -84,7 +94,8 @@ def child(n_patients: int, seed: int, draws: int, tune: int, chains: int) -> dic
         "sampling_s": sampling,
         "wall_s": wall,
         "grad_evals": grad_evals,
-        "ms_per_grad": 1000 * sampling * min(chains, _cores()) / grad_evals,
+        "tune": tune,
+        "ms_per_grad": 1000 * sampling * parallel_chains(settings, chains) / grad_evals,
         "ess_bulk_min": per_var[worst],
         "ess_min_var": worst,
         "ess_per_s": per_var[worst] / sampling,
@@ -92,20 +103,14 @@ def child(n_patients: int, seed: int, draws: int, tune: int, chains: int) -> dic
     }
 
 
-def _cores() -> int:
-    import os
-
-    return os.cpu_count() or 1
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--patients", type=int, nargs="+", default=[47, 500, 5000])
     parser.add_argument("--seed", type=int, default=2020)
-    parser.add_argument("--draws", type=int, default=500)
-    parser.add_argument("--tune", type=int, default=500)
-    parser.add_argument("--chains", type=int, default=2)
+    parser.add_argument("--draws", type=int, default=0, help="default: the spec's (1000)")
+    parser.add_argument("--tune", type=int, default=0, help="default: the spec's (400)")
+    parser.add_argument("--chains", type=int, default=0, help="default: the spec's (4)")
     args = parser.parse_args()
     if args.child:
         emit(child(args.patients[0], args.seed, args.draws, args.tune, args.chains))
@@ -134,6 +139,7 @@ def main() -> None:
             "patients",
             "visits",
             "chains_x_draws",
+            "tune",
             "compile_s",
             "sampling_s",
             "wall_s",

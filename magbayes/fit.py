@@ -31,6 +31,7 @@ from magbayes import __version__
 from magbayes.cohort.tables import Cohort
 from magbayes.models import get_model_module
 from magbayes.models.base import Design
+from magbayes.sampler import nutpie_options, parallel_chains
 from magbayes.spec import Spec, deep_merge, load_spec
 
 #: Convergence gate (CONTRACT.md section 3).
@@ -146,17 +147,25 @@ def fit(
             draws=int(settings.get("draws", 1000)),
             tune=int(settings.get("tune", 1000)),
             chains=int(settings.get("chains", 4)),
+            cores=parallel_chains(settings, int(settings.get("chains", 4))),
             random_seed=seed_value,
             nuts_sampler=sampler,
             target_accept=float(settings.get("target_accept", 0.9)),
+            nuts_sampler_kwargs=nutpie_options(settings) if sampler == "nutpie" else None,
             progressbar=progress,
+            # the gate is computed by FitResult.diagnostics (ArviZ), not twice
+            compute_convergence_checks=False,
         )
         sampling_seconds = time.perf_counter() - sample_start
+        timing = {"sampling_seconds": sampling_seconds}
         # the outcome's log-likelihood only (not the early-sural statuses' Bernoulli)
         outcome = [rv.name for rv in pm_model.observed_RVs if rv.name != "sural_reduced_observed"]
+        step = time.perf_counter()
         pm.compute_log_likelihood(
             tree, var_names=outcome, model=pm_model, extend_inferencedata=True, progressbar=False
         )
+        timing["log_likelihood_seconds"] = time.perf_counter() - step
+        step = time.perf_counter()
         pm.sample_posterior_predictive(
             tree,
             var_names=outcome,
@@ -165,7 +174,9 @@ def fit(
             extend_inferencedata=True,
             progressbar=False,
         )
+        timing["posterior_predictive_seconds"] = time.perf_counter() - step
         if prior_predictive:
+            step = time.perf_counter()
             # parameters only: the prior of the headline contrast and of every effect, for
             # prior/posterior plots (full prior predictive checks: ``sample_prior``)
             prior = pm.sample_prior_predictive(
@@ -176,6 +187,7 @@ def fit(
             )
             if "prior" in prior.children:
                 tree["prior"] = prior["prior"]
+            timing["prior_seconds"] = time.perf_counter() - step
     tree["constant_data"] = xr.DataTree(design.constant_data())
     module = get_model_module(spec.model)
     if hasattr(module, "finalise"):
@@ -191,7 +203,7 @@ def fit(
         data_sha256=cohort.sha256,
         seed=seed_value,
         sampler=sampler,
-        timing={"sampling_seconds": sampling_seconds, "wall_seconds": wall_seconds},
+        timing={**timing, "wall_seconds": wall_seconds},
         command=command or "",
     )
 

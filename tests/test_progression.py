@@ -89,6 +89,13 @@ def test_unknown_sural_status_is_marginalised_or_excluded(small_sim):
     assert len(design.coords["patient"]) == cohort.n_patients - n_unknown
 
 
+def _onset_level(model, point):
+    """Each patient's level at onset (a derived quantity) at a point of the value variables."""
+    (level,) = model.replace_rvs_by_values([model["patient_level"]])
+    fn = model.compile_fn(level, inputs=model.value_vars, on_unused_input="ignore", point_fn=False)
+    return fn(*[point[v.name] for v in model.value_vars])
+
+
 def test_marginal_likelihood_matches_explicit_mixture(small_sim):
     """The per-patient log-likelihood of an unknown-status patient is the mixture."""
     spec = resolve_spec("progression")
@@ -97,6 +104,7 @@ def test_marginal_likelihood_matches_explicit_mixture(small_sim):
     point["gamma_rituximab_x_sural"] = np.array(-0.7)
     point["rate_sural_reduced"] = np.array(0.4)
     per_patient = model.compile_logp(vars=[model["score"]], sum=False)(point)[0]
+    onset_level = _onset_level(model, point)
     known = design.data["sural_known"].astype(bool)
     i = int(np.nonzero(~known)[0][0])
     # recompute with that patient forced to each status
@@ -111,7 +119,14 @@ def test_marginal_likelihood_matches_explicit_mixture(small_sim):
 
         d2 = Design(design.model, design.coords, forced, design.dims, design.counts)
         m2 = progression.build_model(d2, spec)
-        results.append(m2.compile_logp(vars=[m2["score"]], sum=False)(point)[0][i])
+        # same parameters: the level is sampled over the visits, so shift it to give the
+        # same level at onset as in the original model
+        forced_point = dict(point)
+        forced_point["patient_level_over_visits"] = point["patient_level_over_visits"] - (
+            _onset_level(m2, point) - onset_level
+        )
+        np.testing.assert_allclose(_onset_level(m2, forced_point), onset_level, atol=1e-12)
+        results.append(m2.compile_logp(vars=[m2["score"]], sum=False)(forced_point)[0][i])
     prevalence = 1 / (1 + np.exp(-point["sural_reduced_prevalence_logodds__"]))
     expected = np.logaddexp(np.log(prevalence) + results[0], np.log1p(-prevalence) + results[1])
     assert per_patient[i] == pytest.approx(expected, rel=1e-8)
@@ -255,7 +270,11 @@ def test_every_score_can_be_the_outcome(small_sim, score, n_cutpoints):
     assert len(observed) == small_sim.cohort.visits[score].notna().sum()
     if n_cutpoints:
         assert post.sizes["cutpoint"] == n_cutpoints
-        assert float(post["cutpoints"].isel(cutpoint=0).max()) == 0.0
+        # the cutpoint just above the median observed score is the one fixed at 0
+        anchor = int(np.clip(np.floor(np.median(observed)), 0, n_cutpoints - 1))
+        cutpoints = post["cutpoints"]
+        assert float(np.abs(cutpoints.isel(cutpoint=anchor)).max()) == 0.0
+        assert bool((cutpoints.diff("cutpoint") > 0).all())
         assert set(np.unique(observed)) <= set(range(n_cutpoints + 1))
     else:
         assert "irods_precision" in post

@@ -54,6 +54,8 @@ SHARED_DEFAULTS: dict[str, Any] = {
         "tune": 1000,
         "chains": 4,
         "target_accept": 0.9,
+        "extra_doublings": 0,
+        "cores": 0,
         "seed": 2020,
         "hdi_prob": 0.94,
     },

@@ -17,8 +17,8 @@ site: :math:`\ell_i \sim N(\alpha + u_{s(i)}, \sigma_\ell)` and
 :math:`r_i \mid \ell_i \sim N(\bar r + v_{s(i)} + \delta\,\mathrm{sural\_reduced}_i
 + \rho\,\sigma_r z_i, \sigma_r \sqrt{1-\rho^2})` with :math:`z_i = (\ell_i - \alpha -
 u_{s(i)})/\sigma_\ell`, site offsets :math:`u, v` summing to zero. The score follows an
-ordered logistic (integer scales; first cutpoint fixed at 0, gaps between cutpoints
-Gamma-distributed) or a Beta (I-RODS centile) in :math:`\eta`. An unknown early-sural status
+ordered logistic (integer scales; the cutpoint above the cohort's median score fixed at 0,
+gaps between cutpoints Gamma-distributed) or a Beta (I-RODS centile) in :math:`\eta`. An unknown early-sural status
 is summed out with the estimated prevalence. Higher :math:`\eta` means more disability, so a
 *negative* :math:`\gamma` slows progression: the headline is
 :math:`P(\gamma_{\mathrm{rtx}\times\mathrm{sural}} < 0)`.
@@ -58,6 +58,8 @@ DEFAULTS: dict[str, Any] = shared_defaults(
         },
         "sites": {"pooling": "partial"},
         "patients": {"parametrisation": "centred"},
+        # measured in benchmarks/bench_progression.py (docs/performance.md)
+        "sampler": {"tune": 400, "target_accept": 0.8, "extra_doublings": 1},
         "priors": {
             "slope_sd": 0.7,
             "patient_level_sd": 3.0,
@@ -285,6 +287,15 @@ def _padded(values: np.ndarray, design: Design, fill: float) -> np.ndarray:
     return out
 
 
+def _anchor_cutpoint(design: Design) -> int:
+    """Index of the cutpoint fixed at 0: the one just above the median observed score."""
+    n_cutpoints = len(design.coords["cutpoint"])
+    if len(design.data["score"]) == 0:
+        return 0
+    median = int(np.floor(np.median(design.data["score"])))
+    return int(np.clip(median, 0, n_cutpoints - 1))
+
+
 def _score_logp(family: str, unknown_rows: np.ndarray):
     """Per-patient log-likelihood of the score, summing out an unknown early-sural status.
 
@@ -381,12 +392,16 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
         )
         corr_unit = pm.Beta("patient_corr_unit", 2.0, 2.0)
         patient_corr = pm.Deterministic("patient_corr", 2.0 * corr_unit - 1.0)
-        # The first cutpoint is fixed at 0 (integer scales), so the mean level is identified
-        # by an explicit intercept rather than by a joint shift of cutpoints and levels.
+        # One cutpoint is fixed at 0 (integer scales), so the mean level is identified by an
+        # explicit intercept rather than by a joint shift of cutpoints and levels. Fixing the
+        # cutpoint at the cohort's median score (rather than the first) keeps the levels of
+        # most patients from moving with the uncertain gaps below it.
         if family == "ordered_logistic":
             spacing = prior("cutpoint_spacing")
-            # centred between the cutpoints 1|2 and 2|3: INCAT about 2 at onset
-            intercept_centre = spacing * 1.5
+            anchor = _anchor_cutpoint(design)
+            # prior centred between the cutpoints 1|2 and 2|3 (INCAT about 2 at onset), with
+            # cutpoints `spacing` apart on average
+            intercept_centre = spacing * (1.5 - anchor)
         else:
             intercept_centre = 0.0
         intercept = pm.Normal("level_intercept", intercept_centre, prior("intercept_sd"))
@@ -396,57 +411,74 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
             beta = pm.Normal("beta_covariate", 0.0, prior("covariate_sd"), dims="covariate")
             level_mean = level_mean + pt.dot(x, beta)
         rate_mean = slope + site_slope
-        if spec.section("patients").get("parametrisation", "centred") == "centred":
-            # level sampled directly (many visits pin it down: centred); the rate, which a few
-            # years of visits identify less well, non-centred given the level
-            # (rate | level ~ N(mean + corr * sd_rate * z_level, sd_rate * sqrt(1 - corr^2)))
-            level = pm.Normal("patient_level", level_mean, patient_sd[0], dims="patient")
-            z_level = (level - level_mean) / patient_sd[0]
+        centred = spec.section("patients").get("parametrisation", "centred") == "centred"
+        if centred:
             rate_z = pm.Normal("patient_rate_z", 0.0, 1.0, dims="patient")
             rate = pm.Deterministic(
-                "patient_rate",
-                rate_mean
-                + patient_sd[1]
-                * (patient_corr * z_level + pt.sqrt(1.0 - patient_corr**2) * rate_z),
-                dims="patient",
+                "patient_rate", rate_mean + patient_sd[1] * rate_z, dims="patient"
             )
         else:
             z = pm.Normal("patient_z", 0.0, 1.0, dims=("patient", "patient_effect"))
-            level = level_mean + patient_sd[0] * z[:, 0]
             rate = rate_mean + patient_sd[1] * (
                 patient_corr * z[:, 0] + pt.sqrt(1.0 - patient_corr**2) * z[:, 1]
             )
 
-        eta = level[:, None] + rate[:, None] * years
+        # the part of the latent disability that changes over a patient's visits
+        change = rate[:, None] * years
         if n_treatments:
             gamma = pm.Normal("gamma_treatment", 0.0, prior("treatment_sd"), dims="treatment")
-            eta = eta + pt.dot(_padded(d["treatment_years"], design, 0.0), gamma)
+            change = change + pt.dot(_padded(d["treatment_years"], design, 0.0), gamma)
         gamma_rtx = pm.Normal("gamma_rituximab", 0.0, prior("rituximab_sd"))
         gamma_x = pm.Normal("gamma_rituximab_x_sural", 0.0, prior("interaction_sd"))
-        eta = eta + gamma_rtx * rituximab_years
+        change = change + gamma_rtx * rituximab_years
         if tspec.get("later_line_effect", True):
             gamma_later = pm.Normal("gamma_later_line", 0.0, prior("later_line_sd"))
-            eta = eta + gamma_later * _padded(d["later_line_years"], design, 0.0)
+            change = change + gamma_later * _padded(d["later_line_years"], design, 0.0)
         if tspec.get("level_change", False):
             if n_treatments:
                 delta = pm.Normal(
                     "delta_treatment", 0.0, prior("level_change_sd"), dims="treatment"
                 )
-                eta = eta + pt.dot(_padded(d["treatment_started"], design, 0.0), delta)
+                change = change + pt.dot(_padded(d["treatment_started"], design, 0.0), delta)
             delta_rtx = pm.Normal("delta_rituximab", 0.0, prior("level_change_sd"))
-            eta = eta + delta_rtx * _padded(d["rituximab_started"], design, 0.0)
+            change = change + delta_rtx * _padded(d["rituximab_started"], design, 0.0)
         # early sural reduction: faster rate before treatment, own change after rituximab
         sural_shift = rate_sural * years + gamma_x * rituximab_years
         known = d["sural_known"].astype(bool)
         reduced_known = (known & (d["sural_reduced"] == 1)).astype(float)
-        eta_chosen = eta + reduced_known[:, None] * sural_shift
-        eta_reduced = eta + sural_shift
+        change_chosen = change + reduced_known[:, None] * sural_shift
+
+        if centred:
+            # The patient's level is sampled as the mean latent disability over their
+            # visits, which the visits pin down on their own, instead of the level at onset,
+            # which trades off against the rate and every treatment effect when visits come
+            # years after onset. Same model: level at onset = level over visits - mean
+            # change over visits, a shift by other parameters (unit Jacobian), and the
+            # prior of the level at onset given the rate is unchanged.
+            visit_share = observed / np.maximum(observed.sum(axis=1, keepdims=True), 1)
+            mean_change = pt.sum(change_chosen * visit_share, axis=1)
+            level_over_visits = pm.Normal(
+                "patient_level_over_visits",
+                level_mean + patient_corr * patient_sd[0] * rate_z + mean_change,
+                patient_sd[0] * pt.sqrt(1.0 - patient_corr**2),
+                dims="patient",
+            )
+            level = pm.Deterministic(
+                "patient_level", level_over_visits - mean_change, dims="patient"
+            )
+        else:
+            level = level_mean + patient_sd[0] * z[:, 0]
+        eta_chosen = level[:, None] + change_chosen
+        eta_reduced = level[:, None] + change + sural_shift
         prevalence = blocks.sural_prevalence(d["sural_known"], d["sural_reduced"])
 
         if family == "ordered_logistic":
             gaps = pm.Gamma("cutpoint_gap", alpha=4.0, beta=4.0 / spacing, dims="gap")
+            # cutpoint `anchor` is 0; the others are cumulated gaps below and above it
+            above = pt.cumsum(gaps[anchor:])
+            below = -pt.cumsum(gaps[:anchor][::-1])[::-1]
             cutpoints = pm.Deterministic(
-                "cutpoints", pt.concatenate([pt.zeros(1), pt.cumsum(gaps)]), dims="cutpoint"
+                "cutpoints", pt.concatenate([below, pt.zeros(1), above]), dims="cutpoint"
             )
             params = [cutpoints]
             signature = "(v),(v),(v),(),(),(),(c)->(v)"

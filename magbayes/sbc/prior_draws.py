@@ -211,6 +211,9 @@ class SBCProblem:
         Model name, for messages.
     counts : dict, optional
         The design's counts (patients, visits, ...), recorded with the run.
+    sampler_options : dict, optional
+        nutpie options of the spec (``extra_doublings``), so that SBC samples the way a
+        fit of that spec does (:func:`magbayes.sampler.nutpie_options`).
 
     Notes
     -----
@@ -226,9 +229,11 @@ class SBCProblem:
         generator: pm.Model | None = None,
         name: str = "",
         counts: dict[str, Any] | None = None,
+        sampler_options: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.counts = dict(counts or {})
+        self.sampler_options = dict(sampler_options or {})
         self.fit_model, self.shared_names = observed_as_shared(model)
         self.generator = generator if generator is not None else model
         self.parameters = list(parameters) if parameters else default_parameters(model)
@@ -366,6 +371,7 @@ class SBCProblem:
             target_accept=target_accept,
             progress_bar=False,
             save_warmup=False,
+            **self.sampler_options,
         )
 
 
@@ -444,6 +450,7 @@ class ModelStructure:
         """Build the design and the model (nothing is compiled yet)."""
         from magbayes.fit import prepare
         from magbayes.models import get_model_module
+        from magbayes.sampler import nutpie_options
 
         _, design, model = prepare(self.cohort(), self.spec)
         module = get_model_module(self.model)
@@ -453,4 +460,5 @@ class ModelStructure:
             parameters=parameters or default_parameters(model, module),
             name=self.model,
             counts=design.counts,
+            sampler_options=nutpie_options(self.spec.section("sampler")),
         )

@@ -1,0 +1,57 @@
+"""How magbayes runs NUTS: the cores it uses and nutpie's options from a spec.
+
+PyMC's default for ``cores`` assumes half of the CPUs are hyper-threads, so on a 2-core
+machine it runs the chains one after the other. magbayes counts the cores this process
+may use instead, and runs as many chains at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from magbayes.errors import SpecError
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def parallel_chains(settings: Mapping[str, Any], chains: int) -> int:
+    """Chains run at once: the spec's ``[sampler] cores`` (0: every available core).
+
+    Parameters
+    ----------
+    settings : mapping
+        The spec's ``[sampler]`` table.
+    chains : int
+        Number of chains.
+
+    Returns
+    -------
+    int
+        Between 1 and ``chains``.
+    """
+    cores = int(settings.get("cores", 0))
+    if cores < 0:
+        raise SpecError("[sampler] cores must be 0 (all available cores) or a positive number")
+    return max(1, min(cores or available_cores(), chains))
+
+
+def nutpie_options(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """nutpie's own options from the spec's ``[sampler]`` table.
+
+    ``extra_doublings``: trajectory doublings after the U-turn criterion has stopped a
+    NUTS tree (nutpie's option). Longer trajectories cost more gradient evaluations per
+    draw but move further along posterior ridges that a diagonal mass matrix does not
+    straighten (treatment effects and the population slope), so the draws are less
+    autocorrelated.
+    """
+    extra = int(settings.get("extra_doublings", 0))
+    if extra < 0:
+        raise SpecError("[sampler] extra_doublings must be 0 or more")
+    return {"extra_doublings": extra}
