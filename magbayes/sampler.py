@@ -43,7 +43,7 @@ def parallel_chains(settings: Mapping[str, Any], chains: int) -> int:
 
 
 def nutpie_options(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """nutpie's own options from the spec's ``[sampler]`` table.
+    """Options of the nutpie sampler from the spec's ``[sampler]`` table.
 
     ``extra_doublings``: trajectory doublings after the U-turn criterion has stopped a
     NUTS tree (nutpie's option). Longer trajectories cost more gradient evaluations per

@@ -18,9 +18,9 @@ site: :math:`\ell_i \sim N(\alpha + u_{s(i)}, \sigma_\ell)` and
 + \rho\,\sigma_r z_i, \sigma_r \sqrt{1-\rho^2})` with :math:`z_i = (\ell_i - \alpha -
 u_{s(i)})/\sigma_\ell`, site offsets :math:`u, v` summing to zero. The score follows an
 ordered logistic (integer scales; the cutpoint above the cohort's median score fixed at 0,
-gaps between cutpoints Gamma-distributed) or a Beta (I-RODS centile) in :math:`\eta`. An unknown early-sural status
-is summed out with the estimated prevalence. Higher :math:`\eta` means more disability, so a
-*negative* :math:`\gamma` slows progression: the headline is
+gaps between cutpoints Gamma-distributed) or a Beta (I-RODS centile) in :math:`\eta`. An
+unknown early-sural status is summed out with the estimated prevalence. Higher :math:`\eta`
+means more disability, so a *negative* :math:`\gamma` slows progression: the headline is
 :math:`P(\gamma_{\mathrm{rtx}\times\mathrm{sural}} < 0)`.
 """
 
