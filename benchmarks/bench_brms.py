@@ -154,14 +154,20 @@ def child_magbayes(n_patients: int, seed: int, draws: int, tune: int, chains: in
     warnings.simplefilter("ignore")
     started = time.perf_counter()
     _, _, (_, design, model) = _data(n_patients, seed)
+    from magbayes.fit import resolve_spec
+    from magbayes.sampler import nutpie_options, parallel_chains
+
+    settings = resolve_spec("progression").section("sampler")
     tree = pm.sample(
         model=model,
         draws=draws,
-        tune=tune,
+        tune=tune or int(settings["tune"]),
         chains=chains,
+        cores=parallel_chains(settings, chains),
         random_seed=seed,
         nuts_sampler="nutpie",
-        target_accept=0.9,
+        target_accept=float(settings["target_accept"]),
+        nuts_sampler_kwargs=nutpie_options(settings),
         progressbar=False,
         compute_convergence_checks=False,
     )
@@ -283,8 +289,11 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=47)
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--draws", type=int, default=1000)
-    parser.add_argument("--tune", type=int, default=1000)
+    parser.add_argument(
+        "--tune", type=int, default=0, help="tuning steps (default: brms 1000, magbayes its spec's)"
+    )
     parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--skip-brms", action="store_true", help="run the magbayes side only")
     args = parser.parse_args()
     if args.child:
         emit(child_magbayes(args.patients, args.seed, args.draws, args.tune, args.chains))
@@ -298,7 +307,11 @@ def main() -> None:
         f"--chains={args.chains}",
     ]
     rows = []
-    brms = run_brms(args.patients, args.seed, args.draws, args.tune, args.chains)
+    brms = (
+        {"skipped": "--skip-brms"}
+        if args.skip_brms
+        else run_brms(args.patients, args.seed, args.draws, args.tune or 1000, args.chains)
+    )
     if "skipped" in brms:
         print(f"brms: skipped ({brms['skipped']})")
     elif "error" in brms:
@@ -316,7 +329,8 @@ def main() -> None:
         row["ess_per_wall_s"] = row["ess_bulk_min"] / row["wall_s"]
     print(
         f"{args.patients} patients (unknown early-sural status left out), "
-        f"{args.chains} chains x {args.draws} draws after {args.tune} tuning steps"
+        f"{args.chains} chains x {args.draws} draws after {args.tune or 'brms 1000 / the spec'}"
+        " tuning steps"
     )
     print_table(
         rows,

@@ -1,8 +1,9 @@
 """NUTS samplers on the same progression model and data: nutpie, PyMC, numpyro, blackjax.
 
 Each sampler runs through ``pm.sample(nuts_sampler=...)`` on the same model (47-patient
-simulated cohort, default progression spec) with the same draws, in a fresh Python process
-(compilation included, peak memory its own). JAX samplers get one XLA host device per core
+simulated cohort, default progression spec) with the same draws and the spec's tuning steps
+and target acceptance (nutpie also gets the spec's extra trajectory doubling), chains on every
+available core, in a fresh Python process (compilation included, peak memory its own). JAX samplers get one XLA host device per core
 so that chains run in parallel as nutpie's and PyMC's do, and the model with its dims and
 data frozen (``freeze_dims_and_data``: JAX needs static shapes). A sampler whose package is not
 installed is skipped with a message (``pip install numpyro`` / ``pip install blackjax``;
@@ -65,17 +66,21 @@ def child(sampler: str, n_patients: int, seed: int, draws: int, tune: int, chain
         # JAX needs static shapes (e.g. the arguments of arange): freeze dims and data
         model = freeze_dims_and_data(model)
         kwargs["nuts_sampler_kwargs"] = {"chain_method": "parallel"}
-    if sampler == "pymc":
-        kwargs["cores"] = min(chains, os.cpu_count() or 1)
+    from magbayes.sampler import nutpie_options, parallel_chains
+
+    settings = resolve_spec("progression").section("sampler")
+    if sampler == "nutpie":
+        kwargs["nuts_sampler_kwargs"] = nutpie_options(settings)
     started = time.perf_counter()
     tree = pm.sample(
         model=model,
         draws=draws,
-        tune=tune,
+        tune=tune or int(settings["tune"]),
         chains=chains,
+        cores=parallel_chains(settings, chains),
         random_seed=seed,
         nuts_sampler=sampler,
-        target_accept=0.9,
+        target_accept=float(settings["target_accept"]),
         progressbar=False,
         compute_convergence_checks=False,
         **kwargs,
@@ -112,7 +117,7 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=47)
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--draws", type=int, default=1000)
-    parser.add_argument("--tune", type=int, default=1000)
+    parser.add_argument("--tune", type=int, default=0, help="default: the spec's")
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument(
         "--jax-python",
