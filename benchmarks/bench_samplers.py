@@ -2,12 +2,12 @@
 
 Each sampler runs through ``pm.sample(nuts_sampler=...)`` on the same model (47-patient
 simulated cohort, default progression spec) with the same draws and the spec's tuning steps
-and target acceptance (nutpie also gets the spec's extra trajectory doubling), chains on every
-available core, in a fresh Python process (compilation included, peak memory its own). JAX samplers get one XLA host device per core
-so that chains run in parallel as nutpie's and PyMC's do, and the model with its dims and
-data frozen (``freeze_dims_and_data``: JAX needs static shapes). A sampler whose package is not
-installed is skipped with a message (``pip install numpyro`` / ``pip install blackjax``;
-both need ``jax``). Printed:
+and target acceptance (nutpie also gets the spec's extra trajectory doubling), chains on
+every available core, in a fresh Python process (compilation included, peak memory its own).
+JAX samplers get one XLA host device per core so that chains run in parallel as nutpie's and
+PyMC's do, and the model with its dims and data frozen (``freeze_dims_and_data``: JAX needs
+static shapes). A sampler whose package is not installed is skipped with a message (``pip
+install numpyro`` / ``pip install blackjax``; both need ``jax``). Printed:
 
 - ``wall_s``: ``pm.sample`` wall time, compilation included, seconds;
 - ``sampling_s``: the sampler's own sampling time where it reports one, seconds;
