@@ -157,6 +157,8 @@ def test_report_states_question_headline_methods_diagnostics_and_provenance(fitt
     assert f"MCSE {headline['mcse']:.3f}" in markdown
     assert "negative values mean more benefit" in markdown  # sign convention
     assert "94% highest-density" in markdown  # the HDI convention, in the methods
+    # the spec's nutpie option is stated, so the sampling can be reproduced from the paper
+    assert "1 extra trajectory doubling after each U-turn" in " ".join(markdown.split())
     for package in ("pymc", "nutpie", "arviz"):
         assert manifest["versions"][package] in markdown
     assert f"{diagnostics['chains']} chains of {diagnostics['draws']} draws" in markdown

@@ -205,12 +205,13 @@ def methods_paragraph(result: FitResult) -> str:
         f"The model was written in PyMC {versions.get('pymc', '')} (PyTensor "
         f"{versions.get('pytensor', '')}) and its posterior sampled with the No-U-Turn "
         f"sampler of {sampler_name}: {chains} chains of {draws} draws after {tune} tuning "
-        f"steps (target acceptance {sampler.get('target_accept', '')}, random seed "
-        f"{result.seed}). Convergence was assessed with ArviZ {versions.get('arviz', '')} "
-        "by the rank-normalised split R-hat (required ≤ 1.01), the bulk and tail effective "
-        "sample sizes (bulk ESS required ≥ 400) and the number of divergent transitions "
-        f"(required 0); {verdict}. Posterior summaries are means with {prob}% highest-density "
-        f"intervals (HDI). The probability that early sural reduction predicts rituximab "
+        f"steps (target acceptance {sampler.get('target_accept', '')}{_doublings(result)}, "
+        f"random seed {result.seed}). Convergence was assessed with ArviZ "
+        f"{versions.get('arviz', '')} by the rank-normalised split R-hat (required ≤ 1.01), "
+        "the bulk and tail effective sample sizes (bulk ESS required ≥ 400) and the number "
+        f"of divergent transitions (required 0); {verdict}. Posterior summaries are means "
+        f"with {prob}% highest-density intervals (HDI). "
+        "The probability that early sural reduction predicts rituximab "
         f"benefit is the proportion of posterior draws in which the interaction "
         f"`{headline.contrast_var}` is {direction}, reported with its Monte Carlo standard "
         "error (MCSE). The model's fit was checked with posterior predictive checks; its "
@@ -244,3 +245,11 @@ def sign_convention(result: FitResult) -> str:
         "from rituximab with early sural reduction, so the headline probability is "
         f"P(`{headline.contrast_var}` {'<' if side == 'negative' else '>'} 0)."
     )
+
+
+def _doublings(result: FitResult) -> str:
+    """The extra trajectory doublings of nutpie, when the fit used any."""
+    extra = int(result.spec.section("sampler").get("extra_doublings", 0))
+    if result.sampler != "nutpie" or extra <= 0:
+        return ""
+    return f", {extra} extra trajectory doubling{'s' if extra > 1 else ''} after each U-turn"

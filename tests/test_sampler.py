@@ -1,0 +1,26 @@
+"""How fits choose their cores and nutpie options from the spec's [sampler] table."""
+
+import pytest
+
+from magbayes.errors import SpecError
+from magbayes.fit import resolve_spec
+from magbayes.sampler import available_cores, nutpie_options, parallel_chains
+
+
+def test_zero_cores_means_every_available_core_up_to_the_chains():
+    assert parallel_chains({"cores": 0}, 64) == min(available_cores(), 64)
+    assert parallel_chains({"cores": 0}, 1) == 1
+    assert parallel_chains({"cores": 3}, 2) == 2
+    assert parallel_chains({"cores": 1}, 4) == 1
+
+
+def test_negative_settings_are_refused():
+    with pytest.raises(SpecError, match="cores"):
+        parallel_chains({"cores": -1}, 4)
+    with pytest.raises(SpecError, match="extra_doublings"):
+        nutpie_options({"extra_doublings": -1})
+
+
+def test_specs_carry_their_nutpie_options():
+    assert nutpie_options(resolve_spec("progression").section("sampler")) == {"extra_doublings": 1}
+    assert nutpie_options(resolve_spec("worsening").section("sampler")) == {"extra_doublings": 0}
