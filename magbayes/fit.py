@@ -31,7 +31,7 @@ from magbayes import __version__
 from magbayes.cohort.tables import Cohort
 from magbayes.models import get_model_module
 from magbayes.models.base import Design
-from magbayes.sampler import nutpie_options, parallel_chains
+from magbayes.sampler import sample_options
 from magbayes.spec import Spec, deep_merge, load_spec
 
 #: Convergence gate (CONTRACT.md section 3).
@@ -144,14 +144,7 @@ def fit(
         sample_start = time.perf_counter()
         tree = pm.sample(
             model=pm_model,
-            draws=int(settings.get("draws", 1000)),
-            tune=int(settings.get("tune", 1000)),
-            chains=int(settings.get("chains", 4)),
-            cores=parallel_chains(settings, int(settings.get("chains", 4))),
-            random_seed=seed_value,
-            nuts_sampler=sampler,
-            target_accept=float(settings.get("target_accept", 0.9)),
-            nuts_sampler_kwargs=nutpie_options(settings) if sampler == "nutpie" else None,
+            **sample_options(settings, sampler),
             progressbar=progress,
             # the gate is computed by FitResult.diagnostics (ArviZ), not twice
             compute_convergence_checks=False,

@@ -55,3 +55,38 @@ def nutpie_options(settings: Mapping[str, Any]) -> dict[str, Any]:
     if extra < 0:
         raise SpecError("[sampler] extra_doublings must be 0 or more")
     return {"extra_doublings": extra}
+
+
+def sample_options(settings: Mapping[str, Any], sampler: str = "nutpie") -> dict[str, Any]:
+    """Keyword arguments of :func:`pymc.sample` for a spec's ``[sampler]`` table.
+
+    The fit pipeline and the benchmarks both sample through this, so a benchmark measures
+    what a fit does.
+
+    Parameters
+    ----------
+    settings : mapping
+        The spec's ``[sampler]`` table (``draws``, ``tune``, ``chains``, ``cores``,
+        ``seed``, ``target_accept``, ``extra_doublings``).
+    sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
+        NUTS implementation (PyMC's ``nuts_sampler``).
+
+    Returns
+    -------
+    dict
+        ``draws``, ``tune``, ``chains``, ``cores``, ``random_seed``, ``nuts_sampler``,
+        ``target_accept`` and, for nutpie, its options (``nuts``).
+    """
+    chains = int(settings.get("chains", 4))
+    options: dict[str, Any] = {
+        "draws": int(settings.get("draws", 1000)),
+        "tune": int(settings.get("tune", 1000)),
+        "chains": chains,
+        "cores": parallel_chains(settings, chains),
+        "random_seed": int(settings.get("seed", 2020)),
+        "nuts_sampler": sampler,
+        "target_accept": float(settings.get("target_accept", 0.9)),
+    }
+    if sampler == "nutpie":
+        options["nuts"] = nutpie_options(settings)
+    return options

@@ -132,6 +132,89 @@ def test_marginal_likelihood_matches_explicit_mixture(small_sim):
     assert per_patient[i] == pytest.approx(expected, rel=1e-8)
 
 
+# ----------------------------------------------------------------------------- likelihood
+
+
+def test_ordinal_visit_logp_matches_pymc_ordered_logistic():
+    """The per-visit ordinal log-probability is PyMC's OrderedLogistic, category by category."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    from magbayes.models import scores
+
+    rng = np.random.default_rng(0)
+    cutpoints = np.cumsum(rng.gamma(4.0, 0.75, size=10)) - 6.0
+    eta = rng.normal(0.0, 3.0, size=400)
+    value = rng.integers(0, 11, size=400)
+    ours = scores.visit_logp(
+        "ordered_logistic", pt.as_tensor(value), pt.as_tensor(eta), pt.as_tensor(cutpoints)
+    ).eval()
+    reference = pm.logp(pm.OrderedLogistic.dist(eta=eta, cutpoints=cutpoints), value).eval()
+    # PyMC subtracts the two probabilities, which loses digits far in the tails (log p
+    # below about -15): compare where its value is exact, and check the tails are finite
+    exact = reference > -15.0
+    assert exact.mean() > 0.5
+    np.testing.assert_allclose(ours[exact], reference[exact], rtol=1e-9, atol=1e-9)
+    assert np.all(np.isfinite(ours)) and np.all(ours <= 0.0)
+    np.testing.assert_allclose(ours[~exact], reference[~exact], rtol=1e-5)
+
+
+def test_drawn_scores_follow_the_likelihood():
+    """Scores drawn for prediction have the frequencies the log-likelihood gives them."""
+    import pytensor.tensor as pt
+
+    from magbayes.models import scores
+
+    cutpoints = np.array([-3.0, -1.0, 0.0, 0.5, 2.5, 4.0])
+    eta = np.full(20000, 0.7)
+    drawn = scores.draw_visits("ordered_logistic", eta, cutpoints, np.random.default_rng(1))
+    categories = np.arange(len(cutpoints) + 1)
+    expected = np.exp(
+        scores.visit_logp(
+            "ordered_logistic",
+            pt.as_tensor(categories),
+            pt.as_tensor(np.full(len(categories), 0.7)),
+            pt.as_tensor(cutpoints),
+        ).eval()
+    )
+    assert expected.sum() == pytest.approx(1.0, abs=1e-12)
+    observed = np.bincount(drawn, minlength=len(categories)) / len(drawn)
+    # binomial standard error of each share is at most 0.0036 with 20,000 draws
+    np.testing.assert_allclose(observed, expected, atol=0.015)
+
+
+def test_treatment_exposure_equals_a_course_by_course_sum():
+    """The vectorised exposures equal the definition, summed course by course."""
+    sim = mb.simulate_cohort(n_patients=80, seed=12)
+    spec = resolve_spec("progression")
+    cohort, design, _ = prepare(sim.cohort, spec)
+    ids = np.asarray(design.coords["patient"])[design.data["patient_of_visit"]]
+    years = design.data["years_since_onset"]
+    modelled = design.coords["treatment"]
+    expected = {
+        "rituximab_years": np.zeros(len(years)),
+        "later_line_years": np.zeros(len(years)),
+        "treatment_years": np.zeros((len(years), len(modelled))),
+        "treatment_started": np.zeros((len(years), len(modelled))),
+    }
+    for course in cohort.treatments.itertuples(index=False):
+        on = ids == course.patient_id
+        since = np.where(on, np.clip(years - course.start_years, 0.0, None), 0.0)
+        if course.treatment == "rituximab":
+            expected["rituximab_years"] += since
+        elif course.treatment in modelled:
+            k = modelled.index(course.treatment)
+            expected["treatment_years"][:, k] += since
+            expected["treatment_started"][:, k] += on & (years >= course.start_years)
+        else:
+            continue
+        if course.line >= 2:
+            expected["later_line_years"] += since
+    assert expected["rituximab_years"].max() > 0
+    for name, values in expected.items():
+        np.testing.assert_allclose(design.data[name], values, atol=1e-12, err_msg=name)
+
+
 # ----------------------------------------------------------------------------- recovery
 
 

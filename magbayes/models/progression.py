@@ -26,9 +26,11 @@ means more disability, so a *negative* :math:`\gamma` slows progression: the hea
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
@@ -175,29 +177,12 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
     tspec = spec.section("treatments")
     modelled = blocks.treatment_names(cohort, list(tspec.get("modelled", [])))
     courses = cohort.treatments[cohort.treatments["patient_id"].isin(pos)]
-    treatment_years = np.zeros((len(scored), len(modelled)))
-    treatment_started = np.zeros((len(scored), len(modelled)))
-    rituximab_years = np.zeros(len(scored))
-    rituximab_started = np.zeros(len(scored))
-    later_line_years = np.zeros(len(scored))
     visit_patient = scored["patient_id"].to_numpy()
-    ignored = 0
-    for course in courses.itertuples(index=False):
-        on = visit_patient == course.patient_id
-        since = np.where(on, np.clip(years - course.start_years, 0.0, None), 0.0)
-        started = (on & (years >= course.start_years)).astype(float)
-        if course.treatment == "rituximab":
-            rituximab_years += since
-            rituximab_started += started
-        elif course.treatment in modelled:
-            k = modelled.index(course.treatment)
-            treatment_years[:, k] += since
-            treatment_started[:, k] += started
-        else:
-            ignored += 1
-            continue
-        if course.line >= 2:
-            later_line_years += since
+    exposure = _course_exposure(courses, visit_patient, years, modelled)
+    treatment_years, treatment_started = exposure["treatment_years"], exposure["treatment_started"]
+    rituximab_years, rituximab_started = exposure["rituximab_years"], exposure["rituximab_started"]
+    later_line_years = exposure["later_line_years"]
+    ignored = int(exposure["ignored"])
     counts["treatment courses modelled"] = len(courses) - ignored
     counts["treatment courses not modelled (treatment not in spec)"] = ignored
 
@@ -260,6 +245,70 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
     return Design(NAME, coords, data, dims, counts, standardisation)
 
 
+def _course_exposure(
+    courses: pd.DataFrame, visit_patient: np.ndarray, years: np.ndarray, modelled: list[str]
+) -> dict[str, np.ndarray]:
+    """Years since each course started (0 before), summed per treatment, at every visit.
+
+    Parameters
+    ----------
+    courses : pandas.DataFrame
+        Treatment courses (``patient_id``, ``treatment``, ``line``, ``start_years``).
+    visit_patient : numpy.ndarray
+        Patient id of each visit.
+    years : numpy.ndarray
+        Years since onset of each visit.
+    modelled : list of str
+        Treatments with their own effect (rituximab always has its own terms).
+
+    Returns
+    -------
+    dict
+        ``treatment_years`` and ``treatment_started`` (visit, treatment), and
+        ``rituximab_years``, ``rituximab_started``, ``later_line_years`` (visit,) in years
+        (``*_started``: number of courses started by the visit); ``ignored``: courses of a
+        treatment that is not modelled.
+    """
+    n_visits = len(years)
+    out = {
+        "treatment_years": np.zeros((n_visits, len(modelled))),
+        "treatment_started": np.zeros((n_visits, len(modelled))),
+        "rituximab_years": np.zeros(n_visits),
+        "rituximab_started": np.zeros(n_visits),
+        "later_line_years": np.zeros(n_visits),
+    }
+    is_rituximab = (courses["treatment"] == "rituximab").to_numpy()
+    column = courses["treatment"].map({t: k for k, t in enumerate(modelled)})
+    kept = is_rituximab | column.notna().to_numpy()
+    out["ignored"] = np.array(int((~kept).sum()))
+    courses = courses[kept]
+    column = column[kept].fillna(-1).to_numpy(int)
+    is_rituximab = is_rituximab[kept]
+    # every (visit, course) pair of the same patient
+    visit_rows = pd.DataFrame({"patient_id": visit_patient, "visit": np.arange(n_visits)})
+    course_rows = pd.DataFrame(
+        {
+            "patient_id": courses["patient_id"].to_numpy(),
+            "course": np.arange(len(courses)),
+        }
+    )
+    pairs = visit_rows.merge(course_rows, on="patient_id")
+    visit = pairs["visit"].to_numpy(int)
+    course = pairs["course"].to_numpy(int)
+    since = years[visit] - courses["start_years"].to_numpy(float)[course]
+    started = since >= 0
+    since = np.clip(since, 0.0, None)
+    rtx = is_rituximab[course]
+    np.add.at(out["rituximab_years"], visit[rtx], since[rtx])
+    np.add.at(out["rituximab_started"], visit[rtx], started[rtx])
+    other = ~rtx
+    np.add.at(out["treatment_years"], (visit[other], column[course[other]]), since[other])
+    np.add.at(out["treatment_started"], (visit[other], column[course[other]]), started[other])
+    later = courses["line"].to_numpy(int)[course] >= 2
+    np.add.at(out["later_line_years"], visit[later], since[later])
+    return out
+
+
 def _drop_patients(cohort: Cohort, drop: set[str]) -> Cohort:
     if not drop:
         return cohort
@@ -296,54 +345,152 @@ def _anchor_cutpoint(design: Design) -> int:
     return int(np.clip(median, 0, n_cutpoints - 1))
 
 
-def _score_logp(family: str, unknown_rows: np.ndarray):
-    """Per-patient log-likelihood of the score, summing out an unknown early-sural status.
+def _core(value: Any, ndim: int) -> Any:
+    """A parameter without the leading length-1 (or repeated) batch axes PyMC may add."""
+    while value.ndim > ndim:
+        value = value[0]
+    return value
 
-    ``eta_chosen`` is the latent disability under each patient's known status (under
-    "preserved" where unknown); ``eta_reduced`` under "reduced". Only the rows of patients
-    whose status is unknown (``unknown_rows``, fixed by the design) need the second one,
-    so the likelihood is computed twice only there.
+
+@dataclass(frozen=True)
+class VisitLayout:
+    """Constants that turn per-patient and population parameters into per-visit values.
+
+    The latent disability at visit ``v`` of patient ``p`` is
+    ``anchor[p] + rate[p] * time[v] + columns[v] @ coefficients``; a patient whose
+    early-sural status is unknown also has, under "reduced",
+    ``rate_sural_reduced * years[v] + gamma_rituximab_x_sural * rituximab_years[v]`` added
+    at each of their visits (``unknown_visit``).
+
+    Attributes
+    ----------
+    patient, slot : numpy.ndarray of int
+        Per visit: patient index and position among the patient's visits.
+    time : numpy.ndarray
+        Per visit: years since onset, minus the patient's mean over their visits when the
+        anchor is the level over the visits (years).
+    columns : numpy.ndarray
+        Shape (visit, coefficient): exposures whose coefficients are population
+        parameters (years since a treatment started, ...), centred like ``time``.
+    unknown_visit : numpy.ndarray of int
+        Visits of patients whose early-sural status is unknown.
+    unknown_slot : numpy.ndarray of int
+        For each of those visits, its patient's position in ``unknown_patient``.
+    unknown_patient : numpy.ndarray of int
+        Patients whose early-sural status is unknown.
+    unknown_years, unknown_rituximab_years : numpy.ndarray
+        Years since onset and since rituximab started at ``unknown_visit`` (years).
     """
 
-    def logp(value, observed, eta_chosen, eta_reduced, known, reduced, prevalence, *params):
-        fill = 0 if family == "ordered_logistic" else 0.5
-        safe = pt.where(observed, value, fill)
-        cells = scores.cell_logp(family, safe, eta_chosen, list(params))
-        per_patient = pt.sum(pt.where(observed, cells, 0.0), axis=-1)
-        if len(unknown_rows) == 0:
+    patient: np.ndarray
+    slot: np.ndarray
+    time: np.ndarray
+    columns: np.ndarray
+    unknown_visit: np.ndarray
+    unknown_slot: np.ndarray
+    unknown_patient: np.ndarray
+    unknown_years: np.ndarray
+    unknown_rituximab_years: np.ndarray
+
+    def eta(self, anchor, rate, coefficients, lib=pt):
+        """Latent disability at every visit (under each patient's known status)."""
+        return (
+            anchor[self.patient]
+            + rate[self.patient] * self.time
+            + lib.dot(self.columns, coefficients)
+        )
+
+    def sural_shift(self, rate_sural, gamma_x):
+        """What "reduced" adds at the visits of patients whose status is unknown."""
+        return rate_sural * self.unknown_years + gamma_x * self.unknown_rituximab_years
+
+
+def _score_logp(family: str, layout: VisitLayout):
+    """Per-patient log-likelihood of the scores, summing out an unknown early-sural status.
+
+    The scores are read from the (patient, visit_slot) value at each visit; the
+    log-probability of each visit is computed once (long layout, no padding) and summed
+    per patient. Only the visits of patients whose status is unknown are computed a second
+    time, under "reduced", and mixed with the estimated prevalence.
+    """
+    any_unknown = len(layout.unknown_patient) > 0
+
+    def logp(value, slots, anchor, rate, coefficients, rate_sural, gamma_x, prevalence, param):
+        coefficients = _core(coefficients, 1)
+        param = _core(param, 1 if family == "ordered_logistic" else 0)
+        rate_sural, gamma_x, prevalence = (_core(v, 0) for v in (rate_sural, gamma_x, prevalence))
+        scores_at_visits = value[layout.patient, layout.slot]
+        eta = layout.eta(anchor, rate, coefficients)
+        cells = scores.visit_logp(family, scores_at_visits, eta, param)
+        per_patient = pt.inc_subtensor(pt.zeros(value.shape[0])[layout.patient], cells)
+        if not any_unknown:
             return per_patient
-        rows = pt.as_tensor_variable(unknown_rows)
-        cells_reduced = scores.cell_logp(family, safe[rows], eta_reduced[rows], list(params))
-        if_reduced = pt.sum(pt.where(observed[rows], cells_reduced, 0.0), axis=-1)
-        share = pt.broadcast_to(prevalence, per_patient.shape)[rows]
-        mixed = pt.logaddexp(pt.log(share) + if_reduced, pt.log1p(-share) + per_patient[rows])
-        return pt.set_subtensor(per_patient[rows], mixed)
+        visits = layout.unknown_visit
+        eta_reduced = eta[visits] + layout.sural_shift(rate_sural, gamma_x)
+        cells_reduced = scores.visit_logp(family, scores_at_visits[visits], eta_reduced, param)
+        unknown = layout.unknown_patient
+        by_unknown_patient = pt.zeros(len(unknown))[layout.unknown_slot]
+        if_reduced = pt.inc_subtensor(by_unknown_patient, cells_reduced)
+        if_chosen = per_patient[unknown]
+        mixed = pt.logaddexp(pt.log(prevalence) + if_reduced, pt.log1p(-prevalence) + if_chosen)
+        return pt.set_subtensor(per_patient[unknown], mixed)
 
     return logp
 
 
-def _score_random(family: str):
+def _score_random(family: str, layout: VisitLayout, fill: float):
     """Draw scores (patient, visit_slot), drawing unknown early-sural statuses too."""
 
     def random(
-        observed, eta_chosen, eta_reduced, known, reduced, prevalence, *params, rng=None, size=None
+        slots,
+        anchor,
+        rate,
+        coefficients,
+        rate_sural,
+        gamma_x,
+        prevalence,
+        param,
+        rng=None,
+        size=None,
     ):
-        unknown_reduced = ~np.asarray(known, bool) & (rng.random(np.shape(known)) < prevalence)
-        eta = np.where(unknown_reduced[..., None], eta_reduced, eta_chosen)
-        drawn = scores.draw_cells(family, eta, list(params), rng)
-        if family == "ordered_logistic":
-            return np.where(observed, drawn, -1).astype(np.int64)
-        return np.where(observed, drawn, np.nan)
+        coefficients = _core(np.asarray(coefficients), 1)
+        param = _core(np.asarray(param), 1 if family == "ordered_logistic" else 0)
+        rate_sural, gamma_x, prevalence = (
+            _core(np.asarray(v), 0) for v in (rate_sural, gamma_x, prevalence)
+        )
+        eta = layout.eta(np.asarray(anchor), np.asarray(rate), coefficients, lib=np)
+        if len(layout.unknown_patient):
+            reduced = rng.random(len(layout.unknown_patient)) < prevalence
+            shift = layout.sural_shift(rate_sural, gamma_x)
+            eta[layout.unknown_visit] += np.where(reduced[layout.unknown_slot], shift, 0.0)
+        drawn = scores.draw_visits(family, eta, param, rng)
+        out = np.full(np.shape(slots), fill, dtype=_score_dtype(family))
+        out[layout.patient, layout.slot] = drawn
+        return out
 
     return random
+
+
+def _score_dtype(family: str) -> str:
+    # integer scales fit in one byte: predictive draws of large cohorts stay small
+    return "int8" if family == "ordered_logistic" else "float64"
+
+
+def _per_patient_mean(values: np.ndarray, patient: np.ndarray, n_patients: int) -> np.ndarray:
+    """Mean of per-visit values over each patient's visits (0 for a patient without any)."""
+    values = np.asarray(values, float)
+    sums = np.zeros((n_patients, *values.shape[1:]))
+    np.add.at(sums, patient, values)
+    counts = np.bincount(patient, minlength=n_patients).astype(float)
+    return sums / np.maximum(counts, 1.0).reshape(-1, *([1] * (values.ndim - 1)))
 
 
 def build_model(design: Design, spec: Spec) -> pm.Model:
     """The PyMC progression model for a design.
 
-    The latent disability is computed on the (patient, visit_slot) layout so that every
-    term is a dense elementwise operation; padding cells are masked out of the
-    likelihood.
+    The latent disability is computed at each visit (one row per visit, no padding) from
+    per-patient parameters and population coefficients; the log-likelihood is summed per
+    patient.
 
     Parameters
     ----------
@@ -367,11 +514,14 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
     family = design.counts["likelihood"]
     d = design.data
     coords = {k: v for k, v in design.coords.items() if len(v) or k == "treatment"}
+    n_patients = len(design.coords["patient"])
     n_treatments = len(design.coords["treatment"])
     n_covariates = len(design.coords["covariate"])
-    observed = _padded(np.ones(len(d["years_since_onset"]), bool), design, False)
-    years = _padded(d["years_since_onset"], design, 0.0)
-    rituximab_years = _padded(d["rituximab_years"], design, 0.0)
+    patient = np.asarray(d["patient_of_visit"], int)
+    years = np.asarray(d["years_since_onset"], float)
+    known = d["sural_known"].astype(bool)
+    reduced_known = (known & (d["sural_reduced"] == 1)).astype(float)
+    centred = spec.section("patients").get("parametrisation", "centred") == "centred"
 
     with pm.Model(coords=coords) as model:
         site_of_patient = d["site_of_patient"]
@@ -398,10 +548,10 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
         # most patients from moving with the uncertain gaps below it.
         if family == "ordered_logistic":
             spacing = prior("cutpoint_spacing")
-            anchor = _anchor_cutpoint(design)
+            anchor_cut = _anchor_cutpoint(design)
             # prior centred between the cutpoints 1|2 and 2|3 (INCAT about 2 at onset), with
             # cutpoints `spacing` apart on average
-            intercept_centre = spacing * (1.5 - anchor)
+            intercept_centre = spacing * (1.5 - anchor_cut)
         else:
             intercept_centre = 0.0
         intercept = pm.Normal("level_intercept", intercept_centre, prior("intercept_sd"))
@@ -411,7 +561,6 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
             beta = pm.Normal("beta_covariate", 0.0, prior("covariate_sd"), dims="covariate")
             level_mean = level_mean + pt.dot(x, beta)
         rate_mean = slope + site_slope
-        centred = spec.section("patients").get("parametrisation", "centred") == "centred"
         if centred:
             rate_z = pm.Normal("patient_rate_z", 0.0, 1.0, dims="patient")
             rate = pm.Deterministic(
@@ -422,31 +571,39 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
             rate = rate_mean + patient_sd[1] * (
                 patient_corr * z[:, 0] + pt.sqrt(1.0 - patient_corr**2) * z[:, 1]
             )
+        # early sural reduction (known): a faster rate before treatment
+        rate_with_sural = rate + rate_sural * reduced_known
 
-        # the part of the latent disability that changes over a patient's visits
-        change = rate[:, None] * years
+        # exposures whose effects are population coefficients, one column each
+        columns: list[np.ndarray] = []
+        coefficients: list[pt.TensorVariable] = []
         if n_treatments:
             gamma = pm.Normal("gamma_treatment", 0.0, prior("treatment_sd"), dims="treatment")
-            change = change + pt.dot(_padded(d["treatment_years"], design, 0.0), gamma)
+            columns.append(np.asarray(d["treatment_years"], float))
+            coefficients.append(gamma)
         gamma_rtx = pm.Normal("gamma_rituximab", 0.0, prior("rituximab_sd"))
         gamma_x = pm.Normal("gamma_rituximab_x_sural", 0.0, prior("interaction_sd"))
-        change = change + gamma_rtx * rituximab_years
+        columns.append(np.asarray(d["rituximab_years"], float)[:, None])
+        coefficients.append(gamma_rtx[None])
+        # early sural reduction (known): its own change after rituximab
+        columns.append((np.asarray(d["rituximab_years"], float) * reduced_known[patient])[:, None])
+        coefficients.append(gamma_x[None])
         if tspec.get("later_line_effect", True):
             gamma_later = pm.Normal("gamma_later_line", 0.0, prior("later_line_sd"))
-            change = change + gamma_later * _padded(d["later_line_years"], design, 0.0)
+            columns.append(np.asarray(d["later_line_years"], float)[:, None])
+            coefficients.append(gamma_later[None])
         if tspec.get("level_change", False):
             if n_treatments:
                 delta = pm.Normal(
                     "delta_treatment", 0.0, prior("level_change_sd"), dims="treatment"
                 )
-                change = change + pt.dot(_padded(d["treatment_started"], design, 0.0), delta)
+                columns.append(np.asarray(d["treatment_started"], float))
+                coefficients.append(delta)
             delta_rtx = pm.Normal("delta_rituximab", 0.0, prior("level_change_sd"))
-            change = change + delta_rtx * _padded(d["rituximab_started"], design, 0.0)
-        # early sural reduction: faster rate before treatment, own change after rituximab
-        sural_shift = rate_sural * years + gamma_x * rituximab_years
-        known = d["sural_known"].astype(bool)
-        reduced_known = (known & (d["sural_reduced"] == 1)).astype(float)
-        change_chosen = change + reduced_known[:, None] * sural_shift
+            columns.append(np.asarray(d["rituximab_started"], float)[:, None])
+            coefficients.append(delta_rtx[None])
+        exposure = np.concatenate(columns, axis=1)
+        coefficient = pt.concatenate(coefficients)
 
         if centred:
             # The patient's level is sampled as the mean latent disability over their
@@ -454,55 +611,72 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
             # which trades off against the rate and every treatment effect when visits come
             # years after onset. Same model: level at onset = level over visits - mean
             # change over visits, a shift by other parameters (unit Jacobian), and the
-            # prior of the level at onset given the rate is unchanged.
-            visit_share = observed / np.maximum(observed.sum(axis=1, keepdims=True), 1)
-            mean_change = pt.sum(change_chosen * visit_share, axis=1)
+            # prior of the level at onset given the rate is unchanged. The visits then only
+            # need the times and exposures centred on each patient's mean.
+            mean_years = _per_patient_mean(years, patient, n_patients)
+            mean_exposure = _per_patient_mean(exposure, patient, n_patients)
+            mean_change = rate_with_sural * mean_years + pt.dot(mean_exposure, coefficient)
             level_over_visits = pm.Normal(
                 "patient_level_over_visits",
                 level_mean + patient_corr * patient_sd[0] * rate_z + mean_change,
                 patient_sd[0] * pt.sqrt(1.0 - patient_corr**2),
                 dims="patient",
             )
-            level = pm.Deterministic(
-                "patient_level", level_over_visits - mean_change, dims="patient"
-            )
+            pm.Deterministic("patient_level", level_over_visits - mean_change, dims="patient")
+            anchor = level_over_visits
+            time = years - mean_years[patient]
+            exposure = exposure - mean_exposure[patient]
         else:
-            level = level_mean + patient_sd[0] * z[:, 0]
-        eta_chosen = level[:, None] + change_chosen
-        eta_reduced = level[:, None] + change + sural_shift
+            anchor = level_mean + patient_sd[0] * z[:, 0]
+            time = years
+        unknown_patient = np.nonzero(~known)[0]
+        unknown_visit = np.nonzero(~known[patient])[0]
+        layout = VisitLayout(
+            patient=patient,
+            slot=np.asarray(d["visit_slot_of_visit"], int),
+            time=time,
+            columns=exposure,
+            unknown_visit=unknown_visit,
+            unknown_slot=np.searchsorted(unknown_patient, patient[unknown_visit]),
+            unknown_patient=unknown_patient,
+            unknown_years=years[unknown_visit],
+            unknown_rituximab_years=np.asarray(d["rituximab_years"], float)[unknown_visit],
+        )
         prevalence = blocks.sural_prevalence(d["sural_known"], d["sural_reduced"])
 
         if family == "ordered_logistic":
             gaps = pm.Gamma("cutpoint_gap", alpha=4.0, beta=4.0 / spacing, dims="gap")
-            # cutpoint `anchor` is 0; the others are cumulated gaps below and above it
-            above = pt.cumsum(gaps[anchor:])
-            below = -pt.cumsum(gaps[:anchor][::-1])[::-1]
-            cutpoints = pm.Deterministic(
+            # cutpoint `anchor_cut` is 0; the others are cumulated gaps below and above it
+            above = pt.cumsum(gaps[anchor_cut:])
+            below = -pt.cumsum(gaps[:anchor_cut][::-1])[::-1]
+            param = pm.Deterministic(
                 "cutpoints", pt.concatenate([below, pt.zeros(1), above]), dims="cutpoint"
             )
-            params = [cutpoints]
-            signature = "(v),(v),(v),(),(),(),(c)->(v)"
-            fill, dtype = -1, "int64"
+            signature = "(s),(),(),(k),(),(),(),(c)->(s)"
+            fill = -1
         else:
-            params = [pm.Exponential("irods_precision", prior("irods_precision_rate"))]
-            signature = "(v),(v),(v),(),(),(),()->(v)"
-            fill, dtype = 0.5, "float64"  # padding must not be NaN (PyMC would impute it)
+            param = pm.Exponential("irods_precision", prior("irods_precision_rate"))
+            signature = "(s),(),(),(k),(),(),(),()->(s)"
+            fill = 0.5  # padding must not be NaN (PyMC would impute it)
 
+        slots = _padded(np.ones(len(years), bool), design, False)
+        observed = _padded(d["score"], design, fill).astype(_score_dtype(family))
         pm.CustomDist(
             "score",
-            observed,
-            eta_chosen,
-            eta_reduced,
-            d["sural_known"].astype(bool),
-            d["sural_reduced"].astype(bool),
+            slots,
+            anchor,
+            rate_with_sural,
+            coefficient,
+            rate_sural,
+            gamma_x,
             prevalence,
-            *params,
-            logp=_score_logp(family, np.nonzero(~known)[0]),
-            random=_score_random(family),
+            param,
+            logp=_score_logp(family, layout),
+            random=_score_random(family, layout, fill),
             signature=signature,
-            observed=_padded(d["score"], design, fill),
+            observed=observed,
             dims=("patient", "visit_slot"),
-            dtype=dtype,
+            dtype=_score_dtype(family),
         )
     return model
 

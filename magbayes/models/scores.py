@@ -10,8 +10,8 @@ Two families, chosen by the spec's ``[outcome] likelihood``:
     logistic(-eta) and a precision; centiles of exactly 0 or 100 are moved half a centile
     inwards.
 
-Both work on arrays laid out as (patient, visit slot) with a mask of observed cells, so the
-log-likelihood can be summed per patient.
+Both work on one value per visit (the long layout); the progression model sums them per
+patient.
 """
 
 from __future__ import annotations
@@ -54,57 +54,70 @@ def centile_to_unit(centile: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(centile, float), 0.5, 99.5) / 100.0
 
 
-def cell_logp(
-    family: str, value: pt.TensorVariable, eta: pt.TensorVariable, params: list
+def visit_logp(
+    family: str, value: pt.TensorVariable, eta: pt.TensorVariable, param: pt.TensorVariable
 ) -> pt.TensorVariable:
-    """Log-probability of each observed score (same shape as ``eta``).
+    """Log-probability of each observed score (one per visit, same shape as ``eta``).
 
-    For the ordered logistic, with ``a = c[y] - eta`` and ``b = c[y - 1] - eta`` (the
-    cutpoints above and below category ``y``, infinite beyond the ends),
-    ``P(y) = sigmoid(a) - sigmoid(b) = sigmoid(a) * sigmoid(-b) * (1 - exp(b - a))``, whose
-    log is computed without forming the full category-probability matrix.
+    Parameters
+    ----------
+    family : {"ordered_logistic", "beta"}
+        The likelihood.
+    value : pytensor.tensor.TensorVariable
+        Observed scores, one per visit (integers; or centiles / 100 for ``beta``).
+    eta : pytensor.tensor.TensorVariable
+        Latent disability at each visit (logit units).
+    param : pytensor.tensor.TensorVariable
+        The ordered cutpoints, shape (category - 1,), or the Beta precision (scalar).
+
+    Notes
+    -----
+    For the ordered logistic, with ``c`` the cutpoints extended by -inf and +inf,
+    ``P(y) = sigmoid(c[y] - eta) - sigmoid(c[y - 1] - eta)``, which is
+    ``sigmoid(c[y] - eta) * sigmoid(eta - c[y - 1]) * (1 - exp(c[y - 1] - c[y]))``. The
+    last factor does not depend on ``eta``: it is computed once per category and looked
+    up, so each visit costs two ``softplus`` and the cutpoints around its score are
+    gathered (a scatter-add into the cutpoints in the gradient), never a full matrix of
+    category probabilities.
     """
     if family == "ordered_logistic":
-        (cutpoints,) = params
-        # With a signature, the cutpoints may arrive broadcast along the batch (patient)
-        # dimension; every row is the same vector, so take the first.
-        while cutpoints.ndim > 1:
-            cutpoints = cutpoints[0]
         edge = pt.constant(np.array([1e4]))
-        extended = pt.concatenate([-edge, cutpoints, edge])
-        # one-hot selection of the cutpoints around each score (constant-folded, since the
-        # scores are data): a dense product, whose gradient is cheap, instead of a gather
-        categories = pt.arange(extended.shape[0])
-        index = pt.cast(value, "int64")[..., None]
-        above = pt.dot(pt.eq(index + 1, categories).astype("float64"), extended) - eta
-        below = pt.dot(pt.eq(index, categories).astype("float64"), extended) - eta
+        extended = pt.concatenate([-edge, param, edge])
+        # per category: log(1 - exp(c[y - 1] - c[y])), 0 for the two end categories
+        width_term = pt.log1mexp(pt.minimum(extended[:-1] - extended[1:], -1e-12))
+        index = pt.cast(value, "int64")
+        upper = extended[index + 1]
+        lower = extended[index]
         # log sigmoid(x) = -softplus(-x)
-        return (
-            -pt.softplus(-above)
-            - pt.softplus(below)
-            + pt.log1mexp(pt.minimum(below - above, -1e-12))
-        )
-    (precision,) = params
-    if precision.ndim == eta.ndim - 1:
-        precision = precision[..., None]
+        return -pt.softplus(eta - upper) - pt.softplus(lower - eta) + width_term[index]
     mean = pm.math.sigmoid(-eta)
-    dist = pm.Beta.dist(alpha=mean * precision, beta=(1.0 - mean) * precision)
+    dist = pm.Beta.dist(alpha=mean * param, beta=(1.0 - mean) * param)
     return pm.logp(dist, value)
 
 
-def draw_cells(family: str, eta: np.ndarray, params: list, rng: np.random.Generator) -> np.ndarray:
-    """Draw a score for each cell given latent disability (numpy, for prediction)."""
+def draw_visits(
+    family: str, eta: np.ndarray, param: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Draw a score at each visit given its latent disability (numpy, for prediction).
+
+    Parameters
+    ----------
+    family : {"ordered_logistic", "beta"}
+        The likelihood.
+    eta : numpy.ndarray
+        Latent disability, one per visit.
+    param : numpy.ndarray
+        Cutpoints (ordered logistic) or precision (Beta).
+    rng : numpy.random.Generator
+        Random generator.
+
+    Returns
+    -------
+    numpy.ndarray
+        Integer scores, or centiles / 100 for ``beta``.
+    """
     if family == "ordered_logistic":
-        (cutpoints,) = params
-        cutpoints = np.asarray(cutpoints)
-        if cutpoints.ndim == eta.ndim:  # broadcast per patient: (patient, c)
-            cutpoints = cutpoints[..., None, :]
-        below = expit(cutpoints - eta[..., None])  # P(score <= k)
-        u = rng.random(eta.shape)
-        return (u[..., None] > below).sum(axis=-1)
-    (precision,) = params
-    precision = np.asarray(precision)
-    if precision.ndim == eta.ndim - 1 and precision.ndim:
-        precision = precision[..., None]
+        below = expit(np.asarray(param)[None, :] - eta[:, None])  # P(score <= k)
+        return (rng.random(eta.shape)[:, None] > below).sum(axis=-1)
     mean = expit(-eta)
-    return rng.beta(mean * precision, (1.0 - mean) * precision)
+    return rng.beta(mean * param, (1.0 - mean) * param)
