@@ -18,6 +18,7 @@ import xarray as xr
 from magbayes.cli import main
 from magbayes.cluster import dask_client
 from magbayes.sbc import (
+    ModelStructure,
     SBCProblem,
     SBCSettings,
     SBCSetupError,
@@ -250,6 +251,45 @@ def test_outcomes_held_in_constants_are_refused():
         )
     with pytest.raises(ValueError, match="does not read the observed value of y"):
         SBCProblem(model, parameters=["mean"], name="constant")
+
+
+def _worsening_structure() -> ModelStructure:
+    from magbayes.fit import resolve_spec
+
+    return ModelStructure(resolve_spec("worsening"), n_patients=20, cohort_seed=2)
+
+
+def test_worsening_outcomes_are_data_for_sbc():
+    """The worsening likelihood reads its observed value (it was refused when it did not)."""
+    from magbayes.fit import prepare
+
+    structure = _worsening_structure()
+    problem = structure.build()  # raised ValueError before
+    assert set(problem.observed_names) == {"worsening", "sural_reduced_observed"}
+    assert "beta_rituximab_x_sural" in problem.labels
+    _, design, _ = prepare(structure.cohort(), structure.spec)
+    n_intervals = np.sum(np.isfinite(design.data["checked_visit_years"]), axis=1) - 1
+    draws = [problem.draw(seed).data["worsening"] for seed in range(20)]
+    for drawn in draws:
+        assert drawn.shape == n_intervals.shape and drawn.dtype == np.int64
+        assert ((drawn >= 0) & (drawn <= n_intervals)).all()
+    assert np.array_equal(problem.draw(3).data["worsening"], draws[3])
+    assert len({tuple(d) for d in draws}) > 1  # the outcome changes with the prior draw
+    assert 0 < np.mean([(d > 0).mean() for d in draws]) < 1
+
+
+@pytest.mark.slow
+def test_sbc_of_worsening_runs_a_few_fits(tmp_path, client):
+    settings = SBCSettings(fits=4, seed=1, draws=100, tune=100, chains=2, thin=2)
+    result = run_sbc(_worsening_structure(), tmp_path, settings, client=client, figures=False)
+    fits = result.fits
+    assert sorted(fits["fit"]) == [0, 1, 2, 3]
+    assert (fits["status"] == "ok").all(), fits["error"].tolist()
+    ranks = read_ranks(tmp_path)
+    ok = ranks[ranks["parameter"] == "beta_rituximab_x_sural"]
+    assert len(ok) == 4 and ok["n_draws"].eq(100).all() and ok["rank"].between(0, 100).all()
+    assert ok["posterior_sd"].gt(0).all()
+    assert {"beta_rituximab", "beta_sural_reduced"} <= set(result.uniformity["parameter"])
 
 
 # --------------------------------------------------------------------------- runner

@@ -240,6 +240,137 @@ def test_exponential_rate_recovered_with_interval_censoring():
     assert tree["log_likelihood"]["survival"].sizes["subject"] == n
 
 
+# ----------------------------------------------------------------------------- visit intervals
+
+
+def _visit_frame() -> pd.DataFrame:
+    """a: covariate change at 1.5, follow-up rows beyond the last visit; b: one row."""
+    return pd.DataFrame(
+        {
+            "id": ["a", "a", "b"],
+            "start": [0.0, 1.5, 0.0],
+            "stop": [1.5, 5.0, 3.0],
+            "x": [0.0, 1.0, 2.0],
+        }
+    )
+
+
+VISITS = {"a": [0.5, 1.0, 2.5, 4.0], "b": [0.0, 3.0]}
+
+
+def _visit_data() -> sv.VisitIntervalData:
+    return sv.visit_interval_arrays(_visit_frame(), VISITS, covariates=["x"], grid=[0, 2, np.inf])
+
+
+def test_visit_intervals_split_at_visits_rows_and_grid():
+    data = _visit_data()
+    assert data.subject_ids == ["a", "b"]
+    assert data.n_intervals.tolist() == [3, 1]
+    assert data.max_intervals == 3
+    np.testing.assert_array_equal(data.visit_times[1], [0.0, 3.0, np.nan, np.nan])
+    segs = pd.DataFrame(
+        {
+            "s": data.segment_subject,
+            "k": data.segment_interval,
+            "a": data.segment_start,
+            "b": data.segment_stop,
+            "piece": data.segment_piece,
+            "x": data.segment_covariates[:, 0],
+        }
+    )
+    a = segs[segs.s == 0]
+    # before the first visit (0.5) and after the last (4.0): not part of the outcome
+    assert list(zip(a.a, a.b, strict=True)) == [
+        (0.5, 1.0),
+        (1.0, 1.5),
+        (1.5, 2.0),
+        (2.0, 2.5),
+        (2.5, 4.0),
+    ]
+    assert a.k.tolist() == [0, 1, 1, 1, 2]
+    assert a.piece.tolist() == [0, 0, 0, 1, 1] and a.x.tolist() == [0.0, 0.0, 1.0, 1.0, 1.0]
+    b = segs[segs.s == 1]
+    assert list(zip(b.a, b.b, strict=True)) == [(0.0, 2.0), (2.0, 3.0)] and b.k.tolist() == [0, 0]
+    assert data.interval_end_segment.tolist() == [[0, 3, 4], [6, -1, -1]]
+    sub, segments = data.subset(np.array([False, True]))
+    assert sub.subject_ids == ["b"] and segments.tolist() == [5, 6]
+    assert sub.interval_end_segment.tolist() == [[1, -1, -1]]
+
+
+def test_visit_interval_problems_are_listed():
+    frame = _visit_frame()
+    with pytest.raises(sv.CountingProcessError) as err:
+        sv.visit_interval_arrays(frame, {"a": [1.0, 0.5], "c": [0.0, 1.0]})
+    text = str(err.value)
+    assert "'a'" in text and "'b'" in text and "'c'" in text  # not increasing; none; no rows
+    with pytest.raises(sv.CountingProcessError, match="follow-up rows end"):
+        sv.visit_interval_arrays(frame, {"a": [0.5, 6.0], "b": [0.0, 3.0]})
+    gap = frame.assign(start=[0.0, 2.0, 0.0])  # a is not at risk on (1.5, 2]
+    with pytest.raises(sv.CountingProcessError, match="not at risk just before the visit at 2"):
+        sv.visit_interval_arrays(gap, {"a": [0.5, 2.0, 4.0], "b": [0.0, 3.0]})
+
+
+def _core_data(kind: str, lower: float, upper: float, sid: str) -> sv.CountingProcessData:
+    """Subject ``sid`` of :func:`_visit_frame` for the generic core, at risk from visit 0."""
+    entry = VISITS[sid][0]
+    rows = _visit_frame().query("id == @sid and stop > @entry")
+    rows = rows.assign(
+        start=rows.start.clip(lower=entry), event_type=kind, lower=lower, upper=upper
+    )
+    return sv.counting_process_arrays(
+        rows, event_type_col="event_type", covariates=["x"], grid=[0, 2, np.inf]
+    )
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_visit_interval_likelihood_reads_the_value(exact):
+    """Each value against the generic core's interval / right / exact likelihood."""
+    data = _visit_data()
+    base = sv.PiecewiseBaseline(pt.as_tensor(np.log([0.3, 0.8])))
+    eta = 0.6 * data.segment_covariates[:, 0]
+    hazard = sv.interval_hazards(data, eta, base)
+    log_h = sv.visit_log_hazard(data, eta, base) if exact else None
+    value = pt.lvector("value")
+    f = pytensor.function([value], sv.visit_interval_log_likelihood(value, hazard, log_h))
+    for i, sid in enumerate(data.subject_ids):
+        t = np.asarray(VISITS[sid])
+        for v in range(data.max_intervals + 1):
+            got = f(np.array([v, 0] if i == 0 else [0, v]))[i]
+            if v > len(t) - 1:
+                assert got == -np.inf  # beyond the last visit: impossible
+                continue
+            if v == 0:
+                cp = _core_data("right", t[-1], t[-1], sid)
+            elif exact:
+                cp = _core_data("observed", t[v], t[v], sid)
+            else:
+                cp = _core_data("interval", t[v - 1], t[v], sid)
+            expected = _loglik(cp, 0.6 * cp.segment_covariates[:, 0], base)[0]
+            np.testing.assert_allclose(got, expected, rtol=1e-12, err_msg=f"{sid} v={v}")
+    if not exact:
+        # a distribution over 0..J: the probabilities sum to one
+        probs = np.exp([f(np.full(2, v)) for v in range(data.max_intervals + 1)])
+        np.testing.assert_allclose(probs.sum(axis=0), 1.0, rtol=1e-12)
+
+
+def test_drawn_visit_intervals_follow_the_likelihood():
+    hazard = np.array([[0.1, 0.4, 0.05, 0.3], [0.9, 0.2, 0.0, 0.0], [1e-4, 2.5, 0.0, 0.0]])
+    value = pt.lvector("value")
+    f = pytensor.function([value], sv.visit_interval_log_likelihood(value, pt.as_tensor(hazard)))
+    probs = np.exp([f(np.full(3, v)) for v in range(5)]).T  # (subject, value)
+    draws = sv.draw_visit_interval(np.broadcast_to(hazard, (20000, 3, 4)), np.random.default_rng(4))
+    assert draws.shape == (20000, 3) and draws.dtype == np.int64
+    for i in range(3):
+        counts = np.bincount(draws[:, i], minlength=5)
+        possible = probs[i] > 0
+        assert counts[~possible].sum() == 0  # never beyond the last interval
+        test = stats.chisquare(counts[possible], 20000 * probs[i, possible])
+        assert test.pvalue > 1e-3, (i, counts, probs[i])
+    # the check has power: the same draws against the hazards of another subject fail it
+    counts = np.bincount(draws[:, 1], minlength=5)[:3]
+    assert stats.chisquare(counts, 20000 * probs[2, :3] / probs[2, :3].sum()).pvalue < 1e-6
+
+
 # ----------------------------------------------------------------------------- lifelines
 
 

@@ -8,6 +8,8 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
+import pytensor
+import pytensor.tensor as pt
 import pytest
 import xarray as xr
 
@@ -41,6 +43,8 @@ def test_confirmed_worsening_is_interval_between_visits():
     got = outcome([2, 2, 3, 3, 3])
     assert (got.kind, got.lower_years, got.upper_years) == ("interval", 2.0, 3.0)
     assert got.entry_years == 1.0 and got.baseline_score == 2.0
+    # the outcome as an index: first seen at the 2nd checked visit after baseline
+    assert got.worsening_interval == 2 and got.checked_visit_years == (1.0, 2.0, 3.0, 4.0)
     # the time at risk ends at the last visit that can still be confirmed
     assert got.end_of_follow_up_years == 4.0
 
@@ -49,7 +53,7 @@ def test_unconfirmed_blip_is_not_an_event():
     got = outcome([2, 3, 2, 3, 3])  # worse at 2.0 but back at 3.0; confirmed from 4.0
     assert (got.kind, got.lower_years, got.upper_years) == ("interval", 3.0, 4.0)
     got = outcome([2, 3, 2, 2, 2])
-    assert (got.kind, got.lower_years) == ("right", 4.0)
+    assert (got.kind, got.lower_years, got.worsening_interval) == ("right", 4.0, 0)
 
 
 def test_worsening_only_at_last_visit():
@@ -187,6 +191,9 @@ def test_design_counts_and_labels():
     d = design.data
     assert d["event_type"].tolist() == [sv.INTERVAL, sv.RIGHT, sv.INTERVAL, sv.RIGHT]
     assert d["lower_years"].tolist() == [2.0, 4.0, 1.0, 4.0]
+    assert d["worsening_interval"].tolist() == [2, 0, 1, 0]
+    assert d["checked_visit_years"].tolist() == [[1.0, 2.0, 3.0, 4.0]] * 4
+    assert design.coords["checked_visit"] == [0, 1, 2, 3]
     assert d["sural_reduced"][d["sural_known"]].tolist() == [1, 0, 1]
     data = w.counting_process_data(design)
     assert data.subject_ids == design.coords["patient"]
@@ -253,6 +260,189 @@ def test_builtin_spec_matches_defaults():
     for section, values in w.DEFAULTS.items():
         for key, value in values.items():
             assert spec.section(section)[key] == value, (section, key)
+
+
+# ----------------------------------------------------------------------------- outcome as a value
+
+
+def _previous_log_likelihood_model(design, spec) -> pm.Model:
+    """The likelihood as it was before the outcome became the observed value (a copy).
+
+    The same priors and linear predictors, with each patient's interval bounds folded into
+    the generic core's :func:`~magbayes.models.survival.subject_log_likelihood` as
+    constants, mixed over an unknown early-sural status; kept as ``previous_ll``.
+    """
+    from magbayes.models import blocks
+
+    d = design.data
+    data = w.counting_process_data(design)
+    internal = {"exposure_row", "checked_visit"}
+    coords = {k: v for k, v in design.coords.items() if len(v) and k not in internal}
+    n_trt = len(design.coords["treatment"])
+    with pm.Model(coords=coords) as model:
+        base = w._baseline(spec, spec.section("baseline_hazard").get("kind", "piecewise"))
+        patient_eta = blocks.site_effect(
+            "site_log_frailty",
+            d["site_of_patient"],
+            pooling=spec.section("sites").get("pooling", "partial"),
+            scale=w._prior(spec, "frailty_sd"),
+            centred=w._centred_frailty(design, spec),
+        )
+        if len(design.coords["covariate"]):
+            x = blocks.imputed_covariates(d["covariate_value"], list(d["covariate_binary"]))
+            beta_cov = pm.Normal(
+                "beta_covariate", 0.0, w._prior(spec, "covariate_sd"), dims="covariate"
+            )
+            patient_eta = patient_eta + pt.dot(x, beta_cov)
+        beta_rtx = pm.Normal("beta_rituximab", 0.0, w._prior(spec, "rituximab_sd"))
+        beta_x = pm.Normal("beta_rituximab_x_sural", 0.0, w._prior(spec, "interaction_sd"))
+        beta_sural = pm.Normal("beta_sural_reduced", 0.0, w._prior(spec, "sural_sd"))
+        beta_trt = (
+            pm.Normal("beta_treatment", 0.0, w._prior(spec, "treatment_sd"), dims="treatment")
+            if n_trt
+            else None
+        )
+        x_seg = data.segment_covariates
+        eta_p = patient_eta[data.segment_subject] + beta_rtx * x_seg[:, n_trt]
+        if beta_trt is not None:
+            eta_p = eta_p + pt.dot(x_seg[:, :n_trt], beta_trt)
+        eta_r = eta_p + beta_sural + beta_x * x_seg[:, n_trt]
+        prevalence = blocks.sural_prevalence(d["sural_known"], d["sural_reduced"])
+        known, reduced = d["sural_known"].astype(bool), d["sural_reduced"].astype(bool)
+        as_reduced = (known & reduced) | ~known
+        eta_status = pt.where(as_reduced[data.segment_subject], eta_r, eta_p)
+        ll_status = sv.subject_log_likelihood(data, eta_status, base)
+        ll_p = ll_status
+        if (~known).any():
+            sub, segments = data.subset(~known)
+            ll_p = pt.set_subtensor(
+                ll_status[np.nonzero(~known)[0]],
+                sv.subject_log_likelihood(sub, eta_p[segments], base),
+            )
+        ll = blocks.mix_over_sural(ll_status, ll_p, known, reduced, prevalence)
+        pm.Deterministic("previous_ll", ll, dims="patient")
+    return model
+
+
+@pytest.fixture(scope="module")
+def cohort_60():
+    from magbayes.simulate import simulate_cohort
+
+    return simulate_cohort(n_patients=60, seed=3).cohort
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [
+        {},
+        {"outcome": {"event_time": "detecting_visit"}},
+        {
+            "baseline_hazard": {"kind": "weibull"},
+            "outcome": {"follow_up_ends": "last_visit"},
+            "treatments": {"exposure": "ever"},
+        },
+    ],
+    ids=["interval", "detecting_visit", "weibull_last_visit_ever"],
+)
+def test_log_likelihood_unchanged_by_reading_the_outcome_from_the_value(cohort_60, sections):
+    spec = spec_with(**sections)
+    design = w.make_design(cohort_60, spec)
+    assert (~design.data["sural_known"].astype(bool)).sum() > 0  # the mixture is exercised
+    model = w.build_model(design, spec)
+    previous = _previous_log_likelihood_model(design, spec)
+    assert {v.name for v in model.value_vars} == {v.name for v in previous.value_vars}
+    new_ll = model.compile_logp(vars=[model["worsening"]], sum=False)
+    old_ll = previous.compile_fn(
+        previous.replace_rvs_by_values([previous["previous_ll"]])[0],
+        inputs=previous.value_vars,
+        on_unused_input="ignore",
+    )
+    rng = np.random.default_rng(11)
+    for k in range(3):
+        point = {
+            name: value + (0.7 * rng.normal(size=np.shape(value)) if k else 0.0)
+            for name, value in model.initial_point().items()
+        }
+        np.testing.assert_allclose(new_ll(point)[0], old_ll(point), rtol=0, atol=1e-8)
+    # the model reads the outcome: another value, another log-likelihood
+    value = model.rvs_to_values[model["worsening"]]
+    moved = pm.logp(model["worsening"], value + 1)
+    f = pytensor.function(model.value_vars, moved, on_unused_input="ignore")
+    assert not np.allclose(f(**model.initial_point()), new_ll(model.initial_point())[0])
+
+
+def test_design_holds_the_outcome_as_a_visit_interval(cohort_60):
+    design = w.make_design(cohort_60, spec_with())
+    d = design.data
+    visits = d["checked_visit_years"]
+    n_intervals = np.sum(np.isfinite(visits), axis=1) - 1
+    v = d["worsening_interval"]
+    assert ((v >= 0) & (v <= n_intervals)).all()
+    seen = v > 0
+    assert (seen == (d["event_type"] != sv.RIGHT)).all()
+    rows = np.nonzero(seen)[0]
+    np.testing.assert_array_equal(visits[rows, v[rows] - 1], d["lower_years"][seen])
+    np.testing.assert_array_equal(visits[rows, v[rows]], d["upper_years"][seen])
+    np.testing.assert_array_equal(
+        visits[np.arange(len(v)), n_intervals], d["end_of_follow_up_years"]
+    )
+    np.testing.assert_array_equal(visits[:, 0], d["entry_years"])
+
+
+def test_drawn_worsening_follows_its_likelihood_with_unknown_status():
+    """Frequencies of each drawn value against ``exp(logp)``, the mixture included."""
+    from scipy import stats
+
+    design = w.make_design(small_cohort(), small_spec())
+    model = w.build_model(design, small_spec())
+    unknown = int(np.nonzero(~design.data["sural_known"].astype(bool))[0][0])  # P3
+
+    def fixed(prevalence: float) -> pm.Model:
+        # every parameter fixed (the others would be redrawn with each draw)
+        values = {
+            "baseline_log_hazard": np.full(6, np.log(0.35)),
+            "site_log_frailty_sd": 0.3,
+            "site_log_frailty_raw": np.array([0.5, -0.5]),
+            "covariate_missing": np.array([0.8]),
+            "beta_covariate": np.array([0.4]),
+            "beta_treatment": np.array([-0.3]),
+            "beta_sural_reduced": 2.0,
+            "beta_rituximab": -0.5,
+            "beta_rituximab_x_sural": -1.0,
+            "sural_reduced_prevalence": prevalence,
+        }
+        assert set(values) == {rv.name for rv in model.free_RVs}
+        return pm.do(model, values)
+
+    n_draws = 20000
+    at = fixed(0.4)
+    draws = pm.draw(at["worsening"], draws=n_draws, random_seed=5)
+    assert draws.shape == (n_draws, 4)
+    n_values = design.data["checked_visit_years"].shape[1]  # 0..J
+
+    def probabilities(m: pm.Model) -> np.ndarray:
+        rv = m["worsening"]
+        return np.exp([pm.logp(rv, np.full(4, v, dtype="int64")).eval() for v in range(n_values)]).T
+
+    probs = probabilities(at)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-10)
+    for i in range(4):
+        counts = np.bincount(draws[:, i], minlength=n_values)
+        assert stats.chisquare(counts, n_draws * probs[i]).pvalue > 1e-3, (i, counts, probs[i])
+    # power: as if P3 were sural-reduced (prevalence -> 1) the same draws fail the test
+    as_reduced = probabilities(fixed(1.0 - 1e-9))[unknown]
+    counts = np.bincount(draws[:, unknown], minlength=n_values)
+    assert stats.chisquare(counts, n_draws * as_reduced).pvalue < 1e-6
+
+
+def test_predictive_draws_are_visit_intervals():
+    design = w.make_design(small_cohort(), small_spec())
+    model = w.build_model(design, small_spec())
+    prior = pm.sample_prior_predictive(draws=50, model=model, random_seed=2)
+    drawn = prior["prior_predictive"]["worsening"]
+    assert drawn.dims[-1] == "patient"
+    assert set(np.unique(drawn.values)) <= {0, 1, 2, 3}  # 3 intervals per patient
+    assert prior["observed_data"]["worsening"].values.tolist() == [2, 0, 1, 0]
 
 
 # ----------------------------------------------------------------------------- outputs

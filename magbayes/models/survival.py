@@ -36,11 +36,23 @@ The pieces are usable alone:
    PSIS-LOO.
 5. :func:`build_counting_process_model` and :func:`fit_counting_process` put these
    together for a plain proportional-hazards model with an optional cluster frailty.
+
+An event that is only seen at scheduled visits can instead be recorded as the *index* of
+the visit interval that holds it (0: none by the last visit), with the visit times as
+design. Then the outcome is a value the likelihood reads, and the model can draw it:
+
+6. :func:`visit_interval_arrays` splits follow-up rows at the visits, the row boundaries
+   and the grid (:class:`VisitIntervalData`);
+7. :func:`interval_hazards` gives the integrated hazard of each visit interval, padded
+   (subject, interval), and :func:`visit_log_hazard` the hazard at each visit;
+8. :func:`visit_interval_log_likelihood` is the per-subject log-likelihood of an observed
+   index (interval- or right-censored, or dated exactly at the visit), and
+   :func:`draw_visit_interval` draws the index from the same hazards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -235,6 +247,44 @@ def quantile_grid(times: np.ndarray, n_pieces: int) -> np.ndarray:
     times = times[np.isfinite(times)]
     qs = np.quantile(times, np.linspace(0, 1, n_pieces + 1)[1:-1])
     return make_grid(qs)
+
+
+def split_at(
+    start: np.ndarray, stop: np.ndarray, cuts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split stretches ``(start, stop]`` at the cut points that fall inside them.
+
+    Parameters
+    ----------
+    start, stop : numpy.ndarray
+        Shape (row,): bounds of each stretch (time unit), ``start <= stop``.
+    cuts : numpy.ndarray
+        Shape (row, m): candidate cut points of each row, in any order; NaN, infinite
+        values and points not strictly inside ``(start, stop)`` are ignored.
+
+    Returns
+    -------
+    seg_start, seg_stop : numpy.ndarray
+        Bounds of the pieces of positive length, row by row and in time order.
+    seg_row : numpy.ndarray of int
+        Row of each piece.
+    """
+    start = np.asarray(start, float)
+    stop = np.asarray(stop, float)
+    cuts = np.asarray(cuts, float)
+    if cuts.ndim == 1:
+        cuts = cuts[:, None]
+    with np.errstate(invalid="ignore"):
+        inside = (cuts > start[:, None]) & (cuts < stop[:, None])
+    cuts = np.where(inside, cuts, np.inf)
+    cuts.sort(axis=1)
+    cuts = np.where(np.isinf(cuts), stop[:, None], cuts)
+    points = np.column_stack([start, cuts, stop])
+    seg_start = points[:, :-1].ravel()
+    seg_stop = points[:, 1:].ravel()
+    seg_row = np.repeat(np.arange(len(start)), points.shape[1] - 1)
+    positive = seg_stop > seg_start
+    return seg_start[positive], seg_stop[positive], seg_row[positive]
 
 
 def counting_process_arrays(
@@ -453,16 +503,7 @@ def counting_process_arrays(
     inner = g[1:-1]
     row_lower = np.where(event_type[r_sub] == INTERVAL, lower[r_sub], np.nan)
     cuts = np.column_stack([np.broadcast_to(inner, (len(r_sub), len(inner))), row_lower])
-    inside = (cuts > r_start[:, None]) & (cuts < r_stop[:, None])
-    cuts = np.where(inside, cuts, np.inf)
-    cuts.sort(axis=1)
-    cuts = np.where(np.isinf(cuts), r_stop[:, None], cuts)
-    points = np.column_stack([r_start, cuts, r_stop])
-    seg_start = points[:, :-1].ravel()
-    seg_stop = points[:, 1:].ravel()
-    seg_row = np.repeat(np.arange(len(r_sub)), points.shape[1] - 1)
-    positive = seg_stop > seg_start
-    seg_start, seg_stop, seg_row = seg_start[positive], seg_stop[positive], seg_row[positive]
+    seg_start, seg_stop, seg_row = split_at(r_start, r_stop, cuts)
     seg_sub = r_sub[seg_row]
     seg_x = r_x[seg_row]
     seg_piece = np.searchsorted(g, seg_start, side="right") - 1
@@ -721,6 +762,399 @@ def event_probability(
 ) -> pt.TensorVariable:
     """``1 - exp(-H)`` over each subject's follow-up rows: P(event before their end)."""
     return -pt.expm1(-cumulative_hazard(data, eta, baseline))
+
+
+# --------------------------------------------------------------------------- visit intervals
+
+
+@dataclass
+class VisitIntervalData:
+    """Follow-up checked at visits, split into segments, as plain arrays.
+
+    An event that is only seen at visits (confirmed worsening) is recorded as the *visit
+    interval* in which it happened: for subject ``i`` with checked visits
+    ``t_0 < t_1 < ... < t_J`` (``J = n_intervals[i]``), interval ``k`` (1-based) is
+    ``(t_{k-1}, t_k]``, and the outcome is the index ``k`` of the interval that holds the
+    event (first seen at visit ``k``), or 0 when no event was seen by ``t_J``
+    (right-censored there). The visit times are part of the design, like covariates; the
+    index is the outcome (see :func:`visit_interval_log_likelihood`).
+
+    The follow-up from ``t_0`` to ``t_J`` is split at every visit, every row boundary
+    (covariate change, e.g. a treatment-course start) and every baseline-hazard grid point,
+    so each segment has constant covariates, one baseline piece, and lies in exactly one
+    visit interval.
+
+    Attributes
+    ----------
+    subject_ids : list
+        Subject labels, in the order of the per-subject arrays.
+    covariate_names : list of str
+        Columns of ``segment_covariates``.
+    visit_times : numpy.ndarray
+        Shape (subject, max_intervals + 1): checked visit times ``t_0, ..., t_J`` (time
+        unit), NaN after a subject's last one.
+    n_intervals : numpy.ndarray of int
+        Per subject: ``J``, the number of visit intervals (at least 1).
+    segment_subject : numpy.ndarray of int
+        Subject index of each segment.
+    segment_interval : numpy.ndarray of int
+        Visit interval of each segment, 0-based (interval ``k`` above is ``k - 1`` here).
+    segment_start, segment_stop : numpy.ndarray
+        Segment bounds (time unit), ``start < stop``.
+    segment_piece : numpy.ndarray of int
+        Baseline-hazard piece of each segment (0 when there is no grid).
+    segment_covariates : numpy.ndarray
+        Shape (segment, covariate).
+    interval_end_segment : numpy.ndarray of int
+        Shape (subject, max_intervals): the segment that ends at each interval's closing
+        visit ``t_k`` (for the hazard at that visit), -1 after the last interval.
+    grid : numpy.ndarray
+        Piece boundaries ``[0, ..., inf]`` (time unit).
+    piece_labels : list of str
+        One label per baseline-hazard piece.
+    counts : dict
+        Subjects, intervals, segments.
+    """
+
+    subject_ids: list
+    covariate_names: list[str]
+    visit_times: np.ndarray
+    n_intervals: np.ndarray
+    segment_subject: np.ndarray
+    segment_interval: np.ndarray
+    segment_start: np.ndarray
+    segment_stop: np.ndarray
+    segment_piece: np.ndarray
+    segment_covariates: np.ndarray
+    interval_end_segment: np.ndarray
+    grid: np.ndarray
+    piece_labels: list[str]
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_subjects(self) -> int:
+        """Number of subjects."""
+        return len(self.subject_ids)
+
+    @property
+    def n_segments(self) -> int:
+        """Number of segments."""
+        return len(self.segment_subject)
+
+    @property
+    def max_intervals(self) -> int:
+        """Largest number of visit intervals of a subject (the padded width)."""
+        return int(self.interval_end_segment.shape[1])
+
+    def subset(self, subjects: np.ndarray) -> tuple[VisitIntervalData, np.ndarray]:
+        """The data of some subjects only (same padded width).
+
+        Parameters
+        ----------
+        subjects : numpy.ndarray
+            Boolean mask over subjects, or subject indices (kept in increasing order).
+
+        Returns
+        -------
+        data : VisitIntervalData
+            Those subjects, re-indexed from 0 in their original order.
+        segments : numpy.ndarray of int
+            Index, in this data, of each segment of the subset (to select a linear
+            predictor computed on the whole data).
+        """
+        index = np.asarray(subjects)
+        if index.dtype == bool:
+            index = np.nonzero(index)[0]
+        index = np.unique(index)
+        new_of_old = np.full(self.n_subjects, -1)
+        new_of_old[index] = np.arange(len(index))
+        segments = np.nonzero(new_of_old[self.segment_subject] >= 0)[0]
+        position = np.full(self.n_segments, -1)
+        position[segments] = np.arange(len(segments))
+        old_end = self.interval_end_segment[index]
+        end = np.where(old_end >= 0, position[np.maximum(old_end, 0)], -1)
+        sub = VisitIntervalData(
+            subject_ids=[self.subject_ids[i] for i in index],
+            covariate_names=list(self.covariate_names),
+            visit_times=self.visit_times[index],
+            n_intervals=self.n_intervals[index],
+            segment_subject=new_of_old[self.segment_subject[segments]],
+            segment_interval=self.segment_interval[segments],
+            segment_start=self.segment_start[segments],
+            segment_stop=self.segment_stop[segments],
+            segment_piece=self.segment_piece[segments],
+            segment_covariates=self.segment_covariates[segments],
+            interval_end_segment=end,
+            grid=self.grid,
+            piece_labels=list(self.piece_labels),
+            counts={"subjects": len(index), "segments": len(segments)},
+        )
+        return sub, segments
+
+
+def visit_interval_arrays(
+    frame: pd.DataFrame,
+    visit_times: Mapping[Any, Sequence[float]],
+    *,
+    id_col: str = "id",
+    start_col: str = "start",
+    stop_col: str = "stop",
+    covariates: Sequence[str] = (),
+    grid: Sequence[float] | np.ndarray | None = None,
+    time_unit: str = "y",
+) -> VisitIntervalData:
+    """Split follow-up rows at checked visits into :class:`VisitIntervalData`.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per stretch of follow-up ``(start, stop]`` of one subject with constant
+        covariates (as for :func:`counting_process_arrays`; no outcome columns). The rows
+        must reach each subject's last visit; time before the first visit and after the
+        last one is not part of the outcome and is dropped.
+    visit_times : mapping
+        Subject id -> checked visit times ``t_0 < t_1 < ... < t_J`` (time unit, at least
+        two), for every subject of ``frame``: ``t_0`` starts the time at risk (the
+        baseline visit), ``t_J`` ends it (the last visit at which the event could still be
+        seen).
+    id_col, start_col, stop_col : str
+        Subject identifier and row bounds.
+    covariates : sequence of str
+        Numeric columns (no missing values) that enter the linear predictor.
+    grid : sequence of float, optional
+        Baseline-hazard piece boundaries ``[0, ..., inf]`` (or interior cut points).
+    time_unit : str
+        Unit written in the piece labels.
+
+    Returns
+    -------
+    VisitIntervalData
+
+    Raises
+    ------
+    CountingProcessError
+        Listing every inconsistency found (visits missing, not increasing, fewer than
+        two; rows overlapping, missing covariates, rows ending before the last visit; a
+        visit at which the subject is not at risk).
+    """
+    problems: list[str] = []
+    if id_col not in frame.columns:
+        raise CountingProcessError([f"missing column(s): {id_col}"])
+    ids = list(pd.unique(frame[id_col]))
+    times: list[np.ndarray] = []
+    for sid in ids:
+        t = np.asarray(visit_times.get(sid, ()), dtype=float).ravel()
+        if len(t) < 2 or not np.all(np.isfinite(t)) or np.any(np.diff(t) <= 0):
+            problems.append(
+                f"subject {sid!r}: visit times {t.tolist()} (need at least two finite, "
+                "strictly increasing times)"
+            )
+        times.append(t)
+    known_ids = set(ids)
+    extra = [sid for sid in visit_times if sid not in known_ids]
+    if extra:
+        problems.append(f"visit times given for subjects without follow-up rows: {extra[:10]}")
+    if problems:
+        raise CountingProcessError(problems)
+
+    # check the rows, cut them at the last visit and split them at the grid (right-censored
+    # at the last visit: the outcome is read later from the value, not from the table)
+    last = {sid: t[-1] for sid, t in zip(ids, times, strict=True)}
+    table = frame.copy()
+    table["_outcome"] = "right"
+    table["_until"] = table[id_col].map(last)
+    cp = counting_process_arrays(
+        table,
+        id_col=id_col,
+        start_col=start_col,
+        stop_col=stop_col,
+        event_type_col="_outcome",
+        lower_col="_until",
+        upper_col="_until",
+        covariates=covariates,
+        grid=grid,
+        time_unit=time_unit,
+    )
+
+    n_intervals = np.array([len(t) - 1 for t in times], dtype=int)
+    width = int(n_intervals.max())
+    padded = np.full((len(ids), width + 1), np.nan)
+    for i, t in enumerate(times):
+        padded[i, : len(t)] = t
+    seg_visits = padded[cp.segment_subject]
+    seg_start, seg_stop, seg_of = split_at(cp.segment_start, cp.segment_stop, seg_visits)
+    seg_sub = cp.segment_subject[seg_of]
+    # visits at or before each segment's start; 0 (before the first visit): not at risk
+    with np.errstate(invalid="ignore"):
+        seen = np.sum(padded[seg_sub] <= seg_start[:, None], axis=1)
+    keep = seen >= 1
+    seg_start, seg_stop, seg_of, seg_sub = (a[keep] for a in (seg_start, seg_stop, seg_of, seg_sub))
+    seg_interval = seen[keep] - 1
+
+    # the segment that closes each interval (segments are in time order within a subject)
+    interval_end = np.full((len(ids), width), -1)
+    closes = seg_stop == padded[seg_sub, seg_interval + 1]
+    interval_end[seg_sub[closes], seg_interval[closes]] = np.nonzero(closes)[0]
+    for i, k in zip(
+        *np.nonzero((interval_end < 0) & (np.arange(width) < n_intervals[:, None])), strict=True
+    ):
+        problems.append(
+            f"subject {ids[i]!r}: not at risk just before the visit at {padded[i, k + 1]:g} "
+            "(no follow-up row reaches it)"
+        )
+    if problems:
+        raise CountingProcessError(problems)
+
+    return VisitIntervalData(
+        subject_ids=ids,
+        covariate_names=list(covariates),
+        visit_times=padded,
+        n_intervals=n_intervals,
+        segment_subject=seg_sub.astype(int),
+        segment_interval=seg_interval.astype(int),
+        segment_start=seg_start,
+        segment_stop=seg_stop,
+        segment_piece=cp.segment_piece[seg_of].astype(int),
+        segment_covariates=cp.segment_covariates[seg_of],
+        interval_end_segment=interval_end.astype(int),
+        grid=cp.grid,
+        piece_labels=list(cp.piece_labels),
+        counts={
+            "subjects": len(ids),
+            "visit_intervals": int(n_intervals.sum()),
+            "segments": int(len(seg_sub)),
+        },
+    )
+
+
+def interval_hazards(
+    data: VisitIntervalData,
+    eta: Any,
+    baseline: PiecewiseBaseline | WeibullBaseline,
+    *,
+    integrated_baseline: Any | None = None,
+) -> pt.TensorVariable:
+    """Integrated hazard of each visit interval, padded: ``D[i, k] = H_i(t_k, t_{k+1})``.
+
+    Parameters
+    ----------
+    data : VisitIntervalData
+        From :func:`visit_interval_arrays`.
+    eta : pytensor.tensor.TensorVariable or numpy.ndarray
+        Shape (segment,): log relative hazard on each segment.
+    baseline : PiecewiseBaseline or WeibullBaseline
+        The baseline hazard.
+    integrated_baseline : pytensor.tensor.TensorVariable, optional
+        ``baseline.integrated(data)`` when already computed.
+
+    Returns
+    -------
+    pytensor.tensor.TensorVariable
+        Shape (subject, max_intervals): expected number of events (dimensionless) in
+        each interval, 0 after a subject's last interval, so the cumulative hazard at
+        each visit is a cumulative sum along the last axis.
+    """
+    h0 = baseline.integrated(data) if integrated_baseline is None else integrated_baseline
+    contribution = h0 * pt.exp(pt.as_tensor_variable(eta))
+    width = data.max_intervals
+    # one flat scatter-add (cheaper than a two-index one, and so is its gradient)
+    cell = data.segment_subject * width + data.segment_interval
+    flat = pt.inc_subtensor(pt.zeros(data.n_subjects * width)[cell], contribution)
+    return flat.reshape((data.n_subjects, width))
+
+
+def visit_log_hazard(
+    data: VisitIntervalData, eta: Any, baseline: PiecewiseBaseline | WeibullBaseline
+) -> pt.TensorVariable:
+    """Log hazard at each interval's closing visit, ``log h_i(t_k)``, padded with 0.
+
+    ``log h0`` at the visit (left limit: the piece that ends there) plus ``eta`` of the
+    segment that ends at the visit. Shape (subject, max_intervals), log events per unit
+    time. Used only to date an event exactly at the visit that detected it.
+    """
+    eta = pt.as_tensor_variable(eta)
+    rows, cols = np.nonzero(data.interval_end_segment >= 0)
+    segments = data.interval_end_segment[rows, cols]
+    log_h = baseline.log_hazard_at_segment_end(data, segments) + eta[segments]
+    empty = pt.zeros((data.n_subjects, data.max_intervals))
+    return pt.set_subtensor(empty[rows, cols], log_h)
+
+
+def visit_interval_log_likelihood(
+    value: Any, interval_hazard: Any, visit_log_hazard: Any | None = None
+) -> pt.TensorVariable:
+    """Per-subject log-likelihood of the visit interval in which the event was seen.
+
+    With ``D[i, k]`` the integrated hazard of interval ``k`` (:func:`interval_hazards`,
+    0-based columns) and ``v`` the observed value:
+
+    - ``v = 0`` (no event by the last visit ``t_J``): ``log S(t_J) = -sum_k D[i, k]``;
+    - ``v >= 1`` (event in ``(t_{v-1}, t_v]``): ``log(S(t_{v-1}) - S(t_v)) =
+      -sum_{k<v} D[i, k] + log1mexp(-D[i, v])`` (1-based ``k``, ``v``);
+    - with ``visit_log_hazard`` (event dated exactly at the detecting visit ``t_v``, a
+      biased shortcut kept to show its bias): ``log h(t_v) - sum_{k<=v} D[i, k]``.
+
+    A value beyond a subject's last interval has probability 0 (log-likelihood -inf).
+
+    Parameters
+    ----------
+    value : pytensor.tensor.TensorVariable or numpy.ndarray of int
+        Shape (subject,): 0, or the 1-based interval of the event.
+    interval_hazard : pytensor.tensor.TensorVariable
+        Shape (subject, max_intervals).
+    visit_log_hazard : pytensor.tensor.TensorVariable, optional
+        Shape (subject, max_intervals), from :func:`visit_log_hazard`.
+
+    Returns
+    -------
+    pytensor.tensor.TensorVariable
+        Shape (subject,).
+    """
+    hazard = pt.as_tensor_variable(interval_hazard)
+    value = pt.as_tensor_variable(value)
+    total = pt.sum(hazard, axis=-1)
+    seen = value > 0
+    column = (pt.maximum(value, 1) - 1)[..., None]
+    interval = pt.arange(hazard.shape[-1])
+    # H(t_{v-1}), the cumulative hazard up to the visit that opens interval v, and D[v]
+    before_v = pt.sum(pt.where(interval < column, hazard, 0.0), axis=-1)
+    within_v = pt.sum(pt.where(pt.eq(interval, column), hazard, 0.0), axis=-1)
+    if visit_log_hazard is None:
+        # censored subjects get a harmless placeholder, so no inf or nan reaches the gradient
+        event = -before_v + pt.log1mexp(-pt.switch(seen, within_v, 1.0))
+    else:
+        log_h = pt.sum(pt.where(pt.eq(interval, column), visit_log_hazard, 0.0), axis=-1)
+        exact = log_h - before_v - within_v
+        # padding (a value beyond the last interval) has no hazard: impossible there too
+        event = pt.switch(within_v > 0, exact, -np.inf)
+    return pt.switch(seen, event, -total)
+
+
+def draw_visit_interval(interval_hazard: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Draw the visit interval of the event from interval hazards (0: none by the last visit).
+
+    Per subject, ``E ~ Exponential(1)`` and the value is the first (1-based) interval
+    ``k`` whose cumulative hazard ``sum_{j<=k} D[i, j]`` reaches ``E``, else 0: the
+    distribution whose log-probability is :func:`visit_interval_log_likelihood` (without
+    ``visit_log_hazard``).
+
+    Parameters
+    ----------
+    interval_hazard : numpy.ndarray
+        Shape (..., subject, max_intervals), from :func:`interval_hazards` (padding 0).
+    rng : numpy.random.Generator
+        Random generator.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        Shape (..., subject).
+    """
+    hazard = np.asarray(interval_hazard, float)
+    threshold = rng.exponential(size=hazard.shape[:-1])
+    reached = np.cumsum(hazard, axis=-1) >= threshold[..., None]
+    first = np.argmax(reached, axis=-1) + 1
+    return np.where(reached.any(axis=-1), first, 0).astype("int64")
 
 
 # --------------------------------------------------------------------------- a generic model

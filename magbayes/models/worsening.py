@@ -24,13 +24,22 @@ The patient is at risk from the baseline visit (delayed entry). Per patient, wit
   + \log(1 - e^{-H(L, R)})` (``log1mexp``);
 - no worsening by the end of follow-up :math:`C`: :math:`-H(e, C)`,
 
-with :math:`e` the baseline visit. A patient whose early-sural status is unknown
-contributes the mixture over both statuses, weighted by the estimated prevalence. The
+with :math:`e` the baseline visit. The observed value of ``worsening`` is the outcome as
+an index over the visits checked for worsening, :math:`e = t_0 < t_1 < \dots < t_J = C`:
+:math:`j` when the worsening happened in :math:`(t_{j-1}, t_j]` (:math:`L = t_{j-1}`,
+:math:`R = t_j`), 0 when none was seen by :math:`C`. The visit times are design; the
+likelihood reads the index, so predictive draws and SBC refits use the same outcome.
+A patient whose early-sural status is unknown contributes the mixture over both
+statuses, weighted by the estimated prevalence. The
 rituximab log hazard ratio is :math:`\beta_{\mathrm{rtx}} +
 \beta_{\mathrm{rtx}\times\mathrm{sural}}\,\mathrm{sural}_i`; a negative value means fewer
 worsenings, so the headline is :math:`P(\beta_{\mathrm{rtx}\times\mathrm{sural}} < 0)`.
 
-The likelihood itself is the generic core of :mod:`magbayes.models.survival`.
+The likelihood pieces are those of the survival core :mod:`magbayes.models.survival`
+(:func:`~magbayes.models.survival.visit_interval_arrays`,
+:func:`~magbayes.models.survival.interval_hazards`,
+:func:`~magbayes.models.survival.visit_interval_log_likelihood`,
+:func:`~magbayes.models.survival.draw_visit_interval`).
 """
 
 from __future__ import annotations
@@ -162,6 +171,13 @@ class WorseningOutcome:
     baseline_score : float
         The reference score of the first worsening checked (the baseline visit's score
         with the ``"first"`` rule).
+    checked_visit_years : tuple of float
+        The visits checked for worsening, ``t_0`` (baseline, = ``entry_years``) to
+        ``t_J`` (= ``end_of_follow_up_years``): the design of the outcome.
+    worsening_interval : int
+        The outcome as an index: ``j`` (1..J) when the worsening was first seen at the
+        ``j``-th checked visit after baseline, i.e. happened in ``(t_{j-1}, t_j]``; 0
+        when no confirmed worsening was seen by ``t_J`` (right-censored).
     """
 
     entry_years: float
@@ -170,6 +186,8 @@ class WorseningOutcome:
     upper_years: float
     end_of_follow_up_years: float
     baseline_score: float
+    checked_visit_years: tuple[float, ...] = ()
+    worsening_interval: int = 0
 
 
 def confirmed_worsening(
@@ -250,6 +268,7 @@ def confirmed_worsening(
     else:
         reference = np.r_[worse_side[0], np.minimum.accumulate(worse_side)[:-1]]
     end = t[last_checked]
+    checked = tuple(float(x) for x in t[: last_checked + 1])
     for j in range(1, last_checked + 1):
         if worse_side[j] - reference[j] < change:
             continue
@@ -262,9 +281,11 @@ def confirmed_worsening(
             continue
         ref_score = sign * reference[j]
         if event_time == "detecting_visit":
-            return WorseningOutcome(t[0], "observed", t[j], t[j], end, ref_score)
-        return WorseningOutcome(t[0], "interval", t[j - 1], t[j], end, ref_score)
-    return WorseningOutcome(t[0], "right", end, end, end, sign * reference[last_checked])
+            return WorseningOutcome(t[0], "observed", t[j], t[j], end, ref_score, checked, j)
+        return WorseningOutcome(t[0], "interval", t[j - 1], t[j], end, ref_score, checked, j)
+    return WorseningOutcome(
+        t[0], "right", end, end, end, sign * reference[last_checked], checked, 0
+    )
 
 
 def worsening_outcomes(visits: pd.DataFrame, outcome: dict[str, Any]) -> pd.DataFrame:
@@ -283,7 +304,9 @@ def worsening_outcomes(visits: pd.DataFrame, outcome: dict[str, Any]) -> pd.Data
     pandas.DataFrame
         Indexed by patient id: ``entry_years``, ``kind``, ``lower_years``,
         ``upper_years``, ``end_of_follow_up_years``, ``baseline_score``,
-        ``n_scored_visits``. Patients without time at risk are absent.
+        ``checked_visit_years`` (tuple), ``worsening_interval`` (0: none; ``j``: between
+        the ``j-1``-th and ``j``-th checked visits after baseline), ``n_scored_visits``.
+        Patients without time at risk are absent.
     """
     score = outcome.get("score", "incat")
     if score not in SCORES:
@@ -410,10 +433,12 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
     Returns
     -------
     Design
-        Per patient: outcome (kind, bounds, entry, end of follow-up), baseline score,
-        site, covariates (NaN where missing), early-sural status. Per follow-up row
-        (``exposure_row``): start and stop (years since onset) and the treatment exposure
-        on that row.
+        Per patient: outcome (kind, bounds, entry, end of follow-up; ``worsening_interval``,
+        the observed value of the model), the visits checked for worsening
+        (``checked_visit_years``, dims (patient, checked_visit), NaN after the last),
+        baseline score, site, covariates (NaN where missing), early-sural status. Per
+        follow-up row (``exposure_row``): start and stop (years since onset) and the
+        treatment exposure on that row.
     """
     outcome = {**DEFAULTS["outcome"], **spec.section("outcome")}
     score = outcome["score"]
@@ -483,6 +508,10 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
     grid = _grid(spec)
     pieces = survival.piece_labels(grid) if grid is not None else []
     pos = {pid: i for i, pid in enumerate(patient_ids)}
+    checked = outcomes["checked_visit_years"].tolist()
+    visit_years = np.full((len(patient_ids), max(len(t) for t in checked)), np.nan)
+    for i, t in enumerate(checked):
+        visit_years[i, : len(t)] = t
     event_code = {
         "right": survival.RIGHT,
         "observed": survival.OBSERVED,
@@ -495,6 +524,7 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
         "covariate": covariates,
         "missing_covariate": missing_labels,
         "hazard_piece": pieces,
+        "checked_visit": list(range(visit_years.shape[1])),
         "exposure_row": [
             f"{p}:{k}"
             for p, k in zip(rows["patient_id"], rows.groupby("patient_id").cumcount(), strict=True)
@@ -504,6 +534,8 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
         "entry_years": outcomes["entry_years"].to_numpy(float),
         "event_type": np.array([event_code[k] for k in kind], dtype=int),
         "worsening_seen": (kind != "right").astype(int),
+        "worsening_interval": outcomes["worsening_interval"].to_numpy(int),
+        "checked_visit_years": visit_years,
         "lower_years": outcomes["lower_years"].to_numpy(float),
         "upper_years": outcomes["upper_years"].to_numpy(float),
         "end_of_follow_up_years": outcomes["end_of_follow_up_years"].to_numpy(float),
@@ -524,6 +556,8 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
         "entry_years": ("patient",),
         "event_type": ("patient",),
         "worsening_seen": ("patient",),
+        "worsening_interval": ("patient",),
+        "checked_visit_years": ("patient", "checked_visit"),
         "lower_years": ("patient",),
         "upper_years": ("patient",),
         "end_of_follow_up_years": ("patient",),
@@ -542,17 +576,8 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
     return Design(NAME, coords, data, dims, counts, standardisation)
 
 
-def counting_process_data(design: Design, *, whole_follow_up: bool = False):
-    """The design's follow-up rows as :class:`~magbayes.models.survival.CountingProcessData`.
-
-    Parameters
-    ----------
-    design : Design
-        From :func:`make_design`.
-    whole_follow_up : bool
-        False: each patient's observed outcome (the likelihood). True: every patient
-        followed, without outcome, to the end of follow-up (for predictions).
-    """
+def _follow_up_rows(design: Design) -> tuple[pd.DataFrame, list[str]]:
+    """The design's follow-up rows as a table, with one exposure column per treatment."""
     d = design.data
     patients = np.asarray(design.coords["patient"])
     n_trt = len(design.coords["treatment"])
@@ -567,27 +592,64 @@ def counting_process_data(design: Design, *, whole_follow_up: bool = False):
     for k in range(n_trt):
         frame[names[k]] = d["row_treatment_exposure"][:, k]
     frame["exposure_rituximab"] = d["row_rituximab_exposure"]
+    return frame, names
+
+
+def _same_order(subject_ids: list, design: Design) -> None:
+    # the survival core keeps first-appearance order, which is the design's order
+    if list(subject_ids) != list(design.coords["patient"]):
+        raise RuntimeError("patient order changed while splitting follow-up rows")
+
+
+def visit_interval_data(design: Design) -> survival.VisitIntervalData:
+    """The design's follow-up split at checked visits, course starts and the hazard grid.
+
+    What the likelihood uses: each patient's time at risk from the baseline visit to the
+    end of follow-up, split into the visit intervals in which a worsening can be seen
+    (:func:`~magbayes.models.survival.visit_interval_arrays`); the observed value is
+    ``design.data["worsening_interval"]``.
+    """
+    d = design.data
+    frame, names = _follow_up_rows(design)
+    visits = {
+        pid: row[np.isfinite(row)]
+        for pid, row in zip(design.coords["patient"], d["checked_visit_years"], strict=True)
+    }
+    data = survival.visit_interval_arrays(
+        frame,
+        visits,
+        id_col="patient_id",
+        covariates=names,
+        grid=d["hazard_grid_years"],
+    )
+    _same_order(data.subject_ids, design)
+    return data
+
+
+def counting_process_data(design: Design) -> survival.CountingProcessData:
+    """The design's outcome as counting-process data (interval bounds as constants).
+
+    The same outcome as :func:`visit_interval_data` in the layout of the generic core
+    (:func:`~magbayes.models.survival.counting_process_arrays`, with each patient's
+    ``lower`` / ``upper`` bounds), for comparisons with
+    :func:`~magbayes.models.survival.subject_log_likelihood` and other software; the
+    model itself reads the outcome from its observed value.
+    """
+    d = design.data
+    frame, names = _follow_up_rows(design)
     per_patient = d["row_patient"]
-    if whole_follow_up:
-        frame["event_type"] = "right"
-        frame["lower"] = d["end_of_follow_up_years"][per_patient]
-        frame["upper"] = d["end_of_follow_up_years"][per_patient]
-    else:
-        labels = {v: k for k, v in survival.EVENT_TYPES.items()}
-        frame["event_type"] = [labels[int(c)] for c in d["event_type"][per_patient]]
-        frame["lower"] = d["lower_years"][per_patient]
-        frame["upper"] = d["upper_years"][per_patient]
-    grid = d["hazard_grid_years"]
+    labels = {v: k for k, v in survival.EVENT_TYPES.items()}
+    frame["event_type"] = [labels[int(c)] for c in d["event_type"][per_patient]]
+    frame["lower"] = d["lower_years"][per_patient]
+    frame["upper"] = d["upper_years"][per_patient]
     data = survival.counting_process_arrays(
         frame,
         id_col="patient_id",
         event_type_col="event_type",
         covariates=names,
-        grid=grid,
+        grid=d["hazard_grid_years"],
     )
-    # counting_process_arrays keeps first-appearance order, which is the design's order
-    if list(data.subject_ids) != list(patients):
-        raise RuntimeError("patient order changed while splitting follow-up rows")
+    _same_order(data.subject_ids, design)
     return data
 
 
@@ -634,6 +696,50 @@ def _centred_frailty(design: Design, spec: Spec) -> bool:
     return bool(per_site.min() >= CENTRED_MIN_WORSENINGS_PER_SITE)
 
 
+def _worsening_distribution(known: np.ndarray, reduced: np.ndarray, exact_at_visit: bool):
+    """``logp``, ``random`` and ``signature`` of the observed ``worsening`` (a CustomDist).
+
+    The parameters are the sural-reduced prevalence, then (patient, interval) arrays
+    (:func:`~magbayes.models.survival.interval_hazards`): the interval hazards of every
+    patient under their own early-sural status (as if reduced where it is unknown), and,
+    only for the patients whose status is unknown, under "preserved"; with
+    ``exact_at_visit`` (``event_time = "detecting_visit"``) the log hazards at the visits
+    (:func:`~magbayes.models.survival.visit_log_hazard`) follow in the same order.
+    """
+    known = np.asarray(known, bool)
+    unknown = np.nonzero(~known)[0]
+    n_unknown = len(unknown)
+
+    def split(arrays):
+        arrays = list(arrays)
+        hazard, hazard_p = arrays.pop(0), (arrays.pop(0) if n_unknown else None)
+        log_h = log_h_p = None
+        if exact_at_visit:
+            log_h, log_h_p = arrays.pop(0), (arrays.pop(0) if n_unknown else None)
+        return hazard, hazard_p, log_h, log_h_p
+
+    def logp(value, prevalence, *arrays):
+        hazard, hazard_p, log_h, log_h_p = split(arrays)
+        ll_status = survival.visit_interval_log_likelihood(value, hazard, log_h)
+        ll_p = ll_status
+        if n_unknown:
+            ll_unknown_p = survival.visit_interval_log_likelihood(value[unknown], hazard_p, log_h_p)
+            ll_p = pt.set_subtensor(ll_status[unknown], ll_unknown_p)
+        return blocks.mix_over_sural(ll_status, ll_p, known, reduced, prevalence)
+
+    def random(prevalence, *arrays, rng=None, size=None):
+        hazard, hazard_p, _, _ = split(arrays)
+        hazard = np.array(hazard, dtype=float)
+        if n_unknown:
+            as_reduced = rng.random(n_unknown) < np.asarray(prevalence)
+            hazard[unknown] = np.where(as_reduced[:, None], hazard[unknown], hazard_p)
+        return survival.draw_visit_interval(hazard, rng)
+
+    per_status = ["(p,k)"] + (["(u,k)"] if n_unknown else [])
+    inputs = ["()"] + per_status * (2 if exact_at_visit else 1)
+    return logp, random, ",".join(inputs) + "->(p)"
+
+
 def build_model(design: Design, spec: Spec) -> pm.Model:
     """The PyMC worsening model for a design.
 
@@ -647,15 +753,22 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
     Returns
     -------
     pymc.Model
-        Observed ``worsening`` (dims ``patient``: 1 when a confirmed worsening was seen),
-        whose log density is each patient's interval-/right-censored log-likelihood, so
-        PSIS-LOO leaves out one patient at a time.
+        Observed ``worsening`` (dims ``patient``): the visit interval in which a confirmed
+        worsening was first seen (``j``: between the ``j-1``-th and ``j``-th checked
+        visits after baseline; 0: none by the end of follow-up). Its log density is each
+        patient's interval-/right-censored log-likelihood, read from that value, so
+        PSIS-LOO leaves out one patient at a time and SBC can refit drawn outcomes; its
+        ``random`` draws the same outcome from the model.
     """
     kind = spec.section("baseline_hazard").get("kind", "piecewise")
     d = design.data
-    data = counting_process_data(design)
-    whole = counting_process_data(design, whole_follow_up=True)
-    coords = {k: v for k, v in design.coords.items() if len(v) and k != "exposure_row"}
+    data = visit_interval_data(design)
+    exact_at_visit = (
+        spec.section("outcome").get("event_time", DEFAULTS["outcome"]["event_time"])
+        == "detecting_visit"
+    )
+    internal = {"exposure_row", "checked_visit"}
+    coords = {k: v for k, v in design.coords.items() if len(v) and k not in internal}
     n_trt = len(design.coords["treatment"])
 
     with pm.Model(coords=coords) as model:
@@ -682,54 +795,49 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
             else None
         )
 
-        def linear_predictors(cp: survival.CountingProcessData):
-            x_seg = cp.segment_covariates
-            eta = patient_eta[cp.segment_subject] + beta_rtx * x_seg[:, n_trt]
-            if beta_trt is not None:
-                eta = eta + pt.dot(x_seg[:, :n_trt], beta_trt)
-            eta_reduced = eta + beta_sural + beta_x * x_seg[:, n_trt]
-            return eta_reduced, eta
+        x_seg = data.segment_covariates
+        eta_p = patient_eta[data.segment_subject] + beta_rtx * x_seg[:, n_trt]
+        if beta_trt is not None:
+            eta_p = eta_p + pt.dot(x_seg[:, :n_trt], beta_trt)
+        eta_r = eta_p + beta_sural + beta_x * x_seg[:, n_trt]
 
         prevalence = blocks.sural_prevalence(d["sural_known"], d["sural_reduced"])
         known, reduced = d["sural_known"].astype(bool), d["sural_reduced"].astype(bool)
-        # Each patient's log-likelihood under their own status (unknown: as if reduced), and
-        # under "preserved" only for the patients whose status is unknown (no wasted work on
-        # the others); mix_over_sural then reads the status it needs.
+        # Interval hazards of each patient under their own status (unknown: as if reduced),
+        # and under "preserved" only for the patients whose status is unknown (no wasted
+        # work on the others); the likelihood mixes the two for those patients.
         as_reduced = (known & reduced) | ~known
-        eta_r, eta_p = linear_predictors(data)
-        status_seg = as_reduced[data.segment_subject]
-        eta_status = pt.where(status_seg, eta_r, eta_p)
+        eta_status = pt.where(as_reduced[data.segment_subject], eta_r, eta_p)
         integrated = base.integrated(data)
-        ll_status = survival.subject_log_likelihood(
-            data, eta_status, base, integrated_baseline=integrated
-        )
-        ll_r = ll_status
-        ll_p = ll_status
+        arrays = [survival.interval_hazards(data, eta_status, base, integrated_baseline=integrated)]
+        unknown_data = unknown_segments = None
         if (~known).any():
             unknown_data, unknown_segments = data.subset(~known)
-            ll_unknown_p = survival.subject_log_likelihood(
-                unknown_data,
-                eta_p[unknown_segments],
-                base,
-                integrated_baseline=integrated[unknown_segments],
+            arrays.append(
+                survival.interval_hazards(
+                    unknown_data,
+                    eta_p[unknown_segments],
+                    base,
+                    integrated_baseline=integrated[unknown_segments],
+                )
             )
-            ll_p = pt.set_subtensor(ll_status[np.nonzero(~known)[0]], ll_unknown_p)
-        ll = blocks.mix_over_sural(ll_r, ll_p, known, reduced, prevalence)
-
-        # predictive draws: P(worsening before the end of follow-up), the status of a
-        # patient with unknown status drawn from its posterior given their data
-        whole_r, whole_p = linear_predictors(whole)
-        p_r = survival.event_probability(whole, whole_r, base)
-        p_p = survival.event_probability(whole, whole_p, base)
-        weight_r = pt.switch(
-            known.astype(bool), reduced.astype(float), pt.exp(pt.log(prevalence) + ll_r - ll)
-        )
-        survival.survival_observation(
+        if exact_at_visit:
+            arrays.append(survival.visit_log_hazard(data, eta_status, base))
+            if unknown_data is not None:
+                arrays.append(
+                    survival.visit_log_hazard(unknown_data, eta_p[unknown_segments], base)
+                )
+        logp, random, signature = _worsening_distribution(known, reduced, exact_at_visit)
+        pm.CustomDist(
             "worsening",
-            ll,
-            d["worsening_seen"],
-            weight_r * p_r + (1.0 - weight_r) * p_p,
+            prevalence,
+            *arrays,
+            logp=logp,
+            random=random,
+            signature=signature,
+            observed=np.asarray(d["worsening_interval"], dtype="int64"),
             dims="patient",
+            dtype="int64",
         )
     return model
 

@@ -353,10 +353,13 @@ def draw_rootogram(
     ax = _pc_axes(pc, var)
     ax.set_xlabel(what)
     ax.set_ylabel("number of observations (square-root scale)")
-    values = np.asarray(tree["observed_data"][var].values)
-    values = values[values >= 0]  # negative codes mark empty cells
-    if values.size:
-        ax.set_xticks(np.arange(int(values.min()), int(values.max()) + 1))
+    observed = np.asarray(tree["observed_data"][var].values)
+    predicted = np.asarray(tree[group][var].values)
+    observed, predicted = observed[observed >= 0], predicted[predicted >= 0]  # < 0: empty cells
+    if observed.size:
+        # every value observed or predicted gets its tick
+        high = max(int(observed.max()), int(predicted.max()) if predicted.size else 0)
+        ax.set_xticks(np.arange(int(observed.min()), high + 1))
     ax.set_title(f"{title}: {what}", fontsize=10)
     fig.set_size_inches(8, 4)
     _save(fig, Path(path))
@@ -413,7 +416,8 @@ def _outcome_words(result: FitResult, var: str) -> str:
         return f"{score_name(result.spec)} score at a visit"
     if result.model == "worsening":
         return (
-            f"confirmed {score_name(result.spec)} worsening seen during follow-up (0 = no, 1 = yes)"
+            f"checked visit (after baseline) that first showed a confirmed "
+            f"{score_name(result.spec)} worsening (0 = none during follow-up)"
         )
     if result.model == "response":
         observed = result.posterior["observed_data"][var].values
