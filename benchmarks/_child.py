@@ -89,3 +89,11 @@ def print_table(rows: list[dict], columns: list[str], formats: dict | None = Non
     print("  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)))
     for t in table:
         print("  ".join(v.rjust(w) for v, w in zip(t, widths, strict=True)))
+
+
+def progression_settings(**given: int | None) -> dict:
+    """The progression spec's ``[sampler]`` table with the given values (0/None: spec's)."""
+    from magbayes.fit import resolve_spec
+
+    chosen = {k: v for k, v in given.items() if v}
+    return resolve_spec("progression", {"sampler": chosen}).section("sampler")

@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _child import emit, machine, print_table, run_child  # noqa: E402
+from _child import emit, machine, print_table, progression_settings, run_child  # noqa: E402
 
 OVERRIDES = {"early_sural": {"missing": "exclude"}, "covariates": {"baseline": []}}
 
@@ -154,20 +154,12 @@ def child_magbayes(n_patients: int, seed: int, draws: int, tune: int, chains: in
     warnings.simplefilter("ignore")
     started = time.perf_counter()
     _, _, (_, design, model) = _data(n_patients, seed)
-    from magbayes.fit import resolve_spec
-    from magbayes.sampler import nutpie_options, parallel_chains
+    from magbayes.sampler import sample_options
 
-    settings = resolve_spec("progression").section("sampler")
+    settings = progression_settings(draws=draws, tune=tune, chains=chains, seed=seed)
     tree = pm.sample(
         model=model,
-        draws=draws,
-        tune=tune or int(settings["tune"]),
-        chains=chains,
-        cores=parallel_chains(settings, chains),
-        random_seed=seed,
-        nuts_sampler="nutpie",
-        target_accept=float(settings["target_accept"]),
-        nuts_sampler_kwargs=nutpie_options(settings),
+        **sample_options(settings),
         progressbar=False,
         compute_convergence_checks=False,
     )

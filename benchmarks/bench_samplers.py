@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _child import emit, machine, print_table, run_child  # noqa: E402
+from _child import emit, machine, print_table, progression_settings, run_child  # noqa: E402
 
 SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
 NEEDS = {"numpyro": ("jax", "numpyro"), "blackjax": ("jax", "blackjax")}
@@ -59,31 +59,23 @@ def child(sampler: str, n_patients: int, seed: int, draws: int, tune: int, chain
     warnings.simplefilter("ignore")
     cohort = simulate_cohort(n_patients=n_patients, n_sites=2, seed=seed).cohort
     _, _, model = prepare(cohort, resolve_spec("progression"))
-    kwargs = {}
     if sampler in NEEDS:
         from pymc.model.transform.optimization import freeze_dims_and_data
 
         # JAX needs static shapes (e.g. the arguments of arange): freeze dims and data
         model = freeze_dims_and_data(model)
-        kwargs["nuts_sampler_kwargs"] = {"chain_method": "parallel"}
-    from magbayes.sampler import nutpie_options, parallel_chains
+    from magbayes.sampler import sample_options
 
-    settings = resolve_spec("progression").section("sampler")
-    if sampler == "nutpie":
-        kwargs["nuts_sampler_kwargs"] = nutpie_options(settings)
+    settings = progression_settings(draws=draws, tune=tune, chains=chains, seed=seed)
+    options = sample_options(settings, sampler)
+    if sampler in NEEDS:
+        options["nuts"] = {"chain_method": "parallel"}
     started = time.perf_counter()
     tree = pm.sample(
         model=model,
-        draws=draws,
-        tune=tune or int(settings["tune"]),
-        chains=chains,
-        cores=parallel_chains(settings, chains),
-        random_seed=seed,
-        nuts_sampler=sampler,
-        target_accept=float(settings["target_accept"]),
+        **options,
         progressbar=False,
         compute_convergence_checks=False,
-        **kwargs,
     )
     wall = time.perf_counter() - started
     post = tree["posterior"].to_dataset()

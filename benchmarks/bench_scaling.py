@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _child import emit, machine, print_table, run_child  # noqa: E402
+from _child import emit, machine, print_table, progression_settings, run_child  # noqa: E402
 
 
 def child(n_patients: int, seed: int, draws: int, tune: int, chains: int) -> dict:
@@ -47,29 +47,20 @@ def child(n_patients: int, seed: int, draws: int, tune: int, chains: int) -> dic
     import pymc as pm
 
     from magbayes.fit import prepare, resolve_spec
-    from magbayes.sampler import nutpie_options, parallel_chains
+    from magbayes.sampler import parallel_chains, sample_options
     from magbayes.simulate import simulate_cohort
 
     warnings.simplefilter("ignore")
     cohort = simulate_cohort(n_patients=n_patients, n_sites=2, seed=seed).cohort
-    spec = resolve_spec("progression")
-    settings = spec.section("sampler")
-    draws = draws or int(settings["draws"])
-    tune = tune or int(settings["tune"])
-    chains = chains or int(settings["chains"])
+    settings = progression_settings(draws=draws, tune=tune, chains=chains, seed=seed)
+    spec = resolve_spec("progression", {"sampler": settings})
+    draws, tune, chains = (int(settings[k]) for k in ("draws", "tune", "chains"))
     started = time.perf_counter()
     _, design, model = prepare(cohort, spec)
     sample_start = time.perf_counter()
     tree = pm.sample(
         model=model,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        cores=parallel_chains(settings, chains),
-        random_seed=seed,
-        nuts_sampler="nutpie",
-        target_accept=float(settings["target_accept"]),
-        nuts_sampler_kwargs=nutpie_options(settings),
+        **sample_options(settings),
         progressbar=False,
         compute_convergence_checks=False,
     )
