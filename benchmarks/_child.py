@@ -91,7 +91,7 @@ def print_table(rows: list[dict], columns: list[str], formats: dict | None = Non
         print("  ".join(v.rjust(w) for v, w in zip(t, widths, strict=True)))
 
 
-def progression_settings(**given: int | None) -> dict:
+def progression_settings(**given: float | None) -> dict:
     """The progression spec's ``[sampler]`` table with the given values (0/None: spec's)."""
     from magbayes.fit import resolve_spec
 

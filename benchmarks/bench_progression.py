@@ -31,7 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _child import emit, machine, print_table, run_child  # noqa: E402
 
 
-def child(n_patients: int, seed: int, draws: int, tune: int | None, chains: int) -> dict:
+def child(
+    n_patients: int, seed: int, draws: int, tune: int | None, chains: int, target_accept: float
+) -> dict:
     import warnings
 
     import arviz as az
@@ -42,8 +44,16 @@ def child(n_patients: int, seed: int, draws: int, tune: int | None, chains: int)
     warnings.simplefilter("ignore")
     cohort = simulate_cohort(n_patients=n_patients, n_sites=2, seed=seed).cohort
     started = time.perf_counter()
+    overrides = {"sampler": {"target_accept": target_accept}} if target_accept else None
     result = fit(
-        cohort, "progression", draws=draws, tune=tune, chains=chains, seed=seed, progress=False
+        cohort,
+        "progression",
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        progress=False,
+        overrides=overrides,
     )
     tune = int(result.spec.section("sampler")["tune"])
     wall = time.perf_counter() - started
@@ -60,6 +70,7 @@ def child(n_patients: int, seed: int, draws: int, tune: int | None, chains: int)
         "visits": int(result.design_counts.get("visits with incat", 0)),
         "chains_x_draws": f"{chains}x{draws}",
         "tune": tune,
+        "target_accept": float(result.spec.section("sampler")["target_accept"]),
         "wall_s": wall,
         "sample_s": result.timing["sampling_seconds"],
         "sampling_s": sampling,
@@ -84,11 +95,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--tune", type=int, default=None, help="default: the spec's")
+    parser.add_argument(
+        "--target-accept", type=float, default=0.0, help="default: the spec's (0.8)"
+    )
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     if args.child:
-        emit(child(args.patients, args.seed, args.draws, args.tune or None, args.chains))
+        emit(
+            child(
+                args.patients,
+                args.seed,
+                args.draws,
+                args.tune or None,
+                args.chains,
+                args.target_accept,
+            )
+        )
         return
     print(f"machine: {machine()}")
     rows = []
@@ -100,6 +123,7 @@ def main() -> None:
                 f"--seed={args.seed + repeat}",
                 f"--draws={args.draws}",
                 f"--tune={args.tune or 0}",
+                f"--target-accept={args.target_accept}",
                 f"--chains={args.chains}",
             ],
         )
@@ -115,6 +139,7 @@ def main() -> None:
             "seed",
             "chains_x_draws",
             "tune",
+            "target_accept",
             "wall_s",
             "sample_s",
             "sampling_s",

@@ -155,7 +155,46 @@ def main() -> None:
             )
             flagged = table.loc[table["flag"] == "non-uniform", "parameter"].tolist()
             print(f"non-uniform: {', '.join(flagged) if flagged else 'none'}")
+            for parameter in flagged:
+                print_breakdown(largest, parameter)
             print(f"files: {largest.out}\n", flush=True)
+
+
+def print_breakdown(result, parameter: str) -> None:
+    """Where a flagged parameter's ranks go wrong: by divergences and by true value.
+
+    Splitting fits by an outcome of sampling is itself a selection (ranks within a subset
+    need not be uniform even for a calibrated sampler), so this locates a problem; it does
+    not test one.
+    """
+    import numpy as np
+
+    ranks = result.ranks
+    ok = ranks[(ranks["status"] == "ok") & (ranks["parameter"] == parameter)]
+    fits = result.fits.set_index("fit")
+    ok = ok.assign(
+        divergent=fits.loc[ok["fit"], "divergences"].to_numpy() > 0,
+        fraction=ok["rank"] / ok["n_draws"],
+    )
+    ok = ok.assign(truth_third=np.digitize(ok["truth"], ok["truth"].quantile([1 / 3, 2 / 3])))
+    rows = []
+    for label, sub in [
+        ("no divergences", ok[~ok["divergent"]]),
+        ("divergences", ok[ok["divergent"]]),
+        *[(f"true value, third {k + 1}", ok[ok["truth_third"] == k]) for k in range(3)],
+    ]:
+        rows.append(
+            {
+                "fits": label,
+                "n": len(sub),
+                "mean_fractional_rank": float(sub["fraction"].mean()) if len(sub) else np.nan,
+                "truth_range": f"{sub['truth'].min():.3g} to {sub['truth'].max():.3g}"
+                if len(sub)
+                else "",
+            }
+        )
+    print(f"\n   {parameter}: mean fractional rank (0.5 when calibrated) by subset")
+    print_table(rows, ["fits", "n", "mean_fractional_rank", "truth_range"], {})
 
 
 if __name__ == "__main__":

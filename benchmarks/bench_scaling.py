@@ -40,7 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _child import emit, machine, print_table, progression_settings, run_child  # noqa: E402
 
 
-def child(n_patients: int, seed: int, draws: int, tune: int, chains: int) -> dict:
+def child(
+    n_patients: int, seed: int, draws: int, tune: int, chains: int, target_accept: float
+) -> dict:
     import warnings
 
     import arviz as az
@@ -52,7 +54,9 @@ def child(n_patients: int, seed: int, draws: int, tune: int, chains: int) -> dic
 
     warnings.simplefilter("ignore")
     cohort = simulate_cohort(n_patients=n_patients, n_sites=2, seed=seed).cohort
-    settings = progression_settings(draws=draws, tune=tune, chains=chains, seed=seed)
+    settings = progression_settings(
+        draws=draws, tune=tune, chains=chains, seed=seed, target_accept=target_accept
+    )
     spec = resolve_spec("progression", {"sampler": settings})
     draws, tune, chains = (int(settings[k]) for k in ("draws", "tune", "chains"))
     started = time.perf_counter()
@@ -86,6 +90,7 @@ def child(n_patients: int, seed: int, draws: int, tune: int, chains: int) -> dic
         "wall_s": wall,
         "grad_evals": grad_evals,
         "tune": tune,
+        "target_accept": float(settings["target_accept"]),
         "ms_per_grad": 1000 * sampling * parallel_chains(settings, chains) / grad_evals,
         "ess_bulk_min": per_var[worst],
         "ess_min_var": worst,
@@ -101,10 +106,22 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--draws", type=int, default=0, help="default: the spec's (1000)")
     parser.add_argument("--tune", type=int, default=0, help="default: the spec's (400)")
+    parser.add_argument(
+        "--target-accept", type=float, default=0.0, help="default: the spec's (0.8)"
+    )
     parser.add_argument("--chains", type=int, default=0, help="default: the spec's (4)")
     args = parser.parse_args()
     if args.child:
-        emit(child(args.patients[0], args.seed, args.draws, args.tune, args.chains))
+        emit(
+            child(
+                args.patients[0],
+                args.seed,
+                args.draws,
+                args.tune,
+                args.chains,
+                args.target_accept,
+            )
+        )
         return
     print(f"machine: {machine()}")
     rows = []
@@ -116,6 +133,7 @@ def main() -> None:
                 f"--seed={args.seed}",
                 f"--draws={args.draws}",
                 f"--tune={args.tune}",
+                f"--target-accept={args.target_accept}",
                 f"--chains={args.chains}",
             ],
         )
@@ -131,6 +149,7 @@ def main() -> None:
             "visits",
             "chains_x_draws",
             "tune",
+            "target_accept",
             "compile_s",
             "sampling_s",
             "wall_s",

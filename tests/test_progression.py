@@ -89,6 +89,31 @@ def test_unknown_sural_status_is_marginalised_or_excluded(small_sim):
     assert len(design.coords["patient"]) == cohort.n_patients - n_unknown
 
 
+def test_site_parametrisation_follows_the_spec_and_the_cohort_size(small_sim):
+    from magbayes.errors import SpecError
+
+    def site_variables(parametrisation):
+        spec = resolve_spec("progression", {"sites": {"parametrisation": parametrisation}})
+        _, _, model = prepare(small_sim.cohort, spec)
+        return {name for name in model.named_vars if name.startswith("site_")}
+
+    # 30 patients: "auto" keeps the non-centred form (standard normals times the spread)
+    assert "site_level_raw" in site_variables("auto")
+    assert "site_level_raw" in site_variables("non_centred")
+    centred = site_variables("centred")
+    assert "site_level_raw" not in centred and {"site_level", "site_slope"} <= centred
+    with pytest.raises(SpecError, match="parametrisation"):
+        site_variables("sideways")
+    # "auto" centres once every site has enough patients with a score
+    assert progression.CENTRED_SITES_MIN_PATIENTS > 15
+    original = progression.CENTRED_SITES_MIN_PATIENTS
+    try:
+        progression.CENTRED_SITES_MIN_PATIENTS = 5
+        assert "site_level_raw" not in site_variables("auto")
+    finally:
+        progression.CENTRED_SITES_MIN_PATIENTS = original
+
+
 def _onset_level(model, point):
     """Each patient's level at onset (a derived quantity) at a point of the value variables."""
     (level,) = model.replace_rvs_by_values([model["patient_level"]])

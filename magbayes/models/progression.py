@@ -58,7 +58,7 @@ DEFAULTS: dict[str, Any] = shared_defaults(
             "later_line_effect": True,
             "level_change": False,
         },
-        "sites": {"pooling": "partial"},
+        "sites": {"pooling": "partial", "parametrisation": "auto"},
         "patients": {"parametrisation": "centred"},
         # measured in benchmarks/bench_progression.py (docs/performance.md)
         "sampler": {"tune": 400, "target_accept": 0.8, "extra_doublings": 1},
@@ -485,6 +485,30 @@ def _per_patient_mean(values: np.ndarray, patient: np.ndarray, n_patients: int) 
     return sums / np.maximum(counts, 1.0).reshape(-1, *([1] * (values.ndim - 1)))
 
 
+#: ``[sites] parametrisation = "auto"`` samples the site offsets directly (centred) when
+#: every site has at least this many patients with a scored visit: each site's mean level
+#: and rate are then pinned down by its own patients far more tightly than by the prior,
+#: where the non-centred form (the small-cohort default) has an inverted funnel between
+#: the offsets and their spread. Measured in docs/performance.md (scaling section).
+CENTRED_SITES_MIN_PATIENTS: int = 200
+
+
+def _centred_sites(design: Design, spec: Spec) -> bool:
+    """Whether to sample the site offsets centred (``[sites] parametrisation``)."""
+    choice = spec.section("sites").get("parametrisation", "auto")
+    if choice not in ("auto", "centred", "non_centred"):
+        raise SpecError(
+            f"[sites] parametrisation must be 'auto', 'centred' or 'non_centred', not {choice!r}"
+        )
+    if choice != "auto":
+        return choice == "centred"
+    scored = np.unique(design.data["patient_of_visit"])
+    per_site = np.bincount(
+        design.data["site_of_patient"][scored], minlength=len(design.coords["site"])
+    )
+    return bool(per_site.min() >= CENTRED_SITES_MIN_PATIENTS)
+
+
 def build_model(design: Design, spec: Spec) -> pm.Model:
     """The PyMC progression model for a design.
 
@@ -526,11 +550,20 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
     with pm.Model(coords=coords) as model:
         site_of_patient = d["site_of_patient"]
         pooling = spec.section("sites").get("pooling", "partial")
+        centred_sites = _centred_sites(design, spec)
         site_level = blocks.site_effect(
-            "site_level", site_of_patient, pooling=pooling, scale=prior("site_sd")
+            "site_level",
+            site_of_patient,
+            pooling=pooling,
+            scale=prior("site_sd"),
+            centred=centred_sites,
         )
         site_slope = blocks.site_effect(
-            "site_slope", site_of_patient, pooling=pooling, scale=prior("site_sd") / 4.0
+            "site_slope",
+            site_of_patient,
+            pooling=pooling,
+            scale=prior("site_sd") / 4.0,
+            centred=centred_sites,
         )
 
         slope = pm.Normal("slope", 0.0, prior("slope_sd"))
