@@ -4,7 +4,7 @@ import pytest
 
 from magbayes.errors import SpecError
 from magbayes.fit import resolve_spec
-from magbayes.sampler import available_cores, nutpie_options, parallel_chains
+from magbayes.sampler import available_cores, nutpie_options, parallel_chains, sample_options
 
 
 def test_zero_cores_means_every_available_core_up_to_the_chains():
@@ -24,3 +24,17 @@ def test_negative_settings_are_refused():
 def test_specs_carry_their_nutpie_options():
     assert nutpie_options(resolve_spec("progression").section("sampler")) == {"extra_doublings": 1}
     assert nutpie_options(resolve_spec("worsening").section("sampler")) == {"extra_doublings": 0}
+
+
+def test_sample_options_carry_the_spec_to_pymc_sample():
+    settings = resolve_spec(
+        "progression", {"sampler": {"draws": 123, "tune": 45, "chains": 3, "seed": 9}}
+    ).section("sampler")
+    options = sample_options(settings)
+    assert options["draws"] == 123 and options["tune"] == 45 and options["chains"] == 3
+    assert options["random_seed"] == 9 and options["target_accept"] == 0.8
+    assert options["cores"] == parallel_chains(settings, 3)
+    assert options["nuts"] == {"extra_doublings": 1}
+    # nutpie's own options are not given to another sampler
+    assert "nuts" not in sample_options(settings, "pymc")
+    assert sample_options(settings, "pymc")["nuts_sampler"] == "pymc"
