@@ -29,7 +29,7 @@ import xarray as xr
 
 from magbayes import __version__
 from magbayes.cohort.tables import Cohort
-from magbayes.models import get_model_module
+from magbayes.models import get_model_module, population_parameters
 from magbayes.models.base import Design
 from magbayes.sampler import sample_options
 from magbayes.spec import Spec, deep_merge, load_spec
@@ -170,12 +170,14 @@ def fit(
         timing["posterior_predictive_seconds"] = time.perf_counter() - step
         if prior_predictive:
             step = time.perf_counter()
-            # parameters only: the prior of the headline contrast and of every effect, for
-            # prior/posterior plots (full prior predictive checks: ``sample_prior``)
+            # population-level parameters only: the prior of the headline contrast and of
+            # every effect, for prior/posterior plots (full prior predictive checks:
+            # ``sample_prior``). Their graph holds no cohort data, so its compiled form is
+            # shared by every cohort.
             prior = pm.sample_prior_predictive(
                 draws=int(settings.get("prior_draws", 1000)),
                 model=pm_model,
-                var_names=[rv.name for rv in pm_model.free_RVs + pm_model.deterministics],
+                var_names=population_parameters(pm_model, get_model_module(spec.model)),
                 random_seed=seed_value + 2,
             )
             if "prior" in prior.children:

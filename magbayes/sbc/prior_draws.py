@@ -182,16 +182,10 @@ def parameter_elements(model: pm.Model, names: list[str]) -> list[ParameterEleme
 
 
 def default_parameters(model: pm.Model, module: Any = None) -> list[str]:
-    """Population-level parameters to rank: the model module's ``SUMMARY_VARS`` present.
+    """Population-level parameters to rank (:func:`magbayes.models.population_parameters`)."""
+    from magbayes.models import population_parameters
 
-    Without a module (or ``SUMMARY_VARS``), every free random variable with at most one
-    dimension.
-    """
-    present = {v.name for v in model.free_RVs + model.deterministics}
-    wanted = getattr(module, "SUMMARY_VARS", None)
-    if wanted:
-        return [v for v in wanted if v in present]
-    return [v.name for v in model.free_RVs if v.ndim <= 1]
+    return population_parameters(model, module)
 
 
 class SBCProblem:
