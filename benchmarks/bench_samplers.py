@@ -7,7 +7,10 @@ every available core, in a fresh Python process (compilation included, peak memo
 JAX samplers get one XLA host device per core so that chains run in parallel as nutpie's and
 PyMC's do, and the model with its dims and data frozen (``freeze_dims_and_data``: JAX needs
 static shapes). A sampler whose package is not installed is skipped with a message (``pip
-install numpyro`` / ``pip install blackjax``; both need ``jax``). Printed:
+install numpyro`` / ``pip install "blackjax<1.6"``; both need ``jax``). blackjax 1.6 and later
+are skipped too: PyMC (6.4 included) passes ``progress_bar`` to ``blackjax.window_adaptation``,
+which since 1.6 hands unknown arguments to the NUTS kernel, and the first warm-up step raises
+a TypeError (pymc-devs/pymc#8367). Printed:
 
 - ``wall_s``: ``pm.sample`` wall time, compilation included, seconds;
 - ``sampling_s``: the sampler's own sampling time where it reports one, seconds;
@@ -43,7 +46,18 @@ def child(sampler: str, n_patients: int, seed: int, draws: int, tune: int, chain
 
     missing = [m for m in NEEDS.get(sampler, ()) if importlib.util.find_spec(m) is None]
     if missing:
-        return {"sampler": sampler, "skipped": f"not installed: {', '.join(missing)}"}
+        needed = ", ".join(missing)
+        return {"sampler": sampler, "skipped": f"not installed: {needed}; pip install {sampler}"}
+    if sampler == "blackjax":
+        from importlib.metadata import version
+
+        installed = version("blackjax")
+        if tuple(int(p) for p in installed.split(".")[:2] if p.isdigit()) >= (1, 6):
+            return {
+                "sampler": sampler,
+                "skipped": f"blackjax {installed} fails inside pm.sample (pymc-devs/pymc#8367); "
+                'install "blackjax<1.6"',
+            }
     if sampler in NEEDS:
         os.environ.setdefault(
             "XLA_FLAGS", f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
@@ -139,7 +153,7 @@ def main() -> None:
         )
         row.setdefault("sampler", sampler)
         if "skipped" in row:
-            print(f"{sampler}: skipped ({row['skipped']}; pip install {sampler} to include it)")
+            print(f"{sampler}: skipped ({row['skipped']})")
             continue
         if "error" in row:
             print(f"{sampler}: failed: {row['error']}")

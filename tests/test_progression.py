@@ -184,6 +184,26 @@ def test_ordinal_visit_logp_matches_pymc_ordered_logistic():
     np.testing.assert_allclose(ours[~exact], reference[~exact], rtol=1e-5)
 
 
+def test_ordinal_visit_logp_has_a_finite_gradient_in_jax():
+    """numpyro and blackjax differentiate the log-density with jax.grad, through PyTensor's
+    JAX softplus, which evaluates every branch of a ``where``: the outer cutpoints of the end
+    categories must not overflow any branch, or the gradient is NaN at every step."""
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    import pytensor.tensor as pt
+    from pymc.sampling.jax import get_jaxified_graph
+
+    from magbayes.models import scores
+
+    cutpoints = np.linspace(-4.0, 4.0, 10)
+    value = np.array([0, 10, 0, 10, 5, 3])  # both end categories
+    eta = pt.vector("eta")
+    logp = scores.visit_logp("ordered_logistic", pt.as_tensor(value), eta, pt.as_tensor(cutpoints))
+    jaxified = get_jaxified_graph(inputs=[eta], outputs=[logp.sum()])
+    gradient = jax.grad(lambda e: jaxified(e)[0])(np.array([-8.0, -8.0, 8.0, 8.0, 0.0, 1.0]))
+    assert np.all(np.isfinite(np.asarray(gradient)))
+
+
 def test_drawn_scores_follow_the_likelihood():
     """Scores drawn for prediction have the frequencies the log-likelihood gives them."""
     import pytensor.tensor as pt

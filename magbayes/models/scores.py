@@ -81,7 +81,11 @@ def visit_logp(
     category probabilities.
     """
     if family == "ordered_logistic":
-        edge = pt.constant(np.array([1e4]))
+        # The end categories' outer cutpoints: far enough that softplus of what lies beyond
+        # is 0 in float64 (exp(-500)), near enough that exp(500) does not overflow, because
+        # PyTensor's JAX softplus evaluates every branch of a `where` and jax.grad of an
+        # overflowed branch is NaN (numpyro and blackjax then diverge at every step).
+        edge = pt.constant(np.array([500.0]))
         extended = pt.concatenate([-edge, param, edge])
         # per category: log(1 - exp(c[y - 1] - c[y])), 0 for the two end categories
         width_term = pt.log1mexp(pt.minimum(extended[:-1] - extended[1:], -1e-12))
