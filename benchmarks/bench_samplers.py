@@ -4,10 +4,12 @@ Each sampler runs through ``pm.sample(nuts_sampler=...)`` on the same model (47-
 simulated cohort, default progression spec) with the same draws and the spec's tuning steps
 and target acceptance (nutpie also gets the spec's extra trajectory doubling), chains on
 every available core, in a fresh Python process (compilation included, peak memory its own).
-JAX samplers get one XLA host device per core so that chains run in parallel as nutpie's and
-PyMC's do, and the model with its dims and data frozen (``freeze_dims_and_data``: JAX needs
-static shapes). A sampler whose package is not installed is skipped with a message (``pip
-install numpyro`` / ``pip install "blackjax<1.6"``; both need ``jax``). blackjax 1.6 and later
+JAX samplers get one XLA host device per core so that numpyro's chains run in parallel as
+nutpie's and PyMC's do (blackjax's run as one vectorised batch: PyMC's parallel path for it
+fails with more chains than devices), and the model with its dims and data frozen
+(``freeze_dims_and_data``: JAX needs static shapes). A sampler whose package is not installed
+is skipped with a message (``pip install numpyro`` / ``pip install "blackjax<1.6"``; both need
+``jax``). blackjax 1.6 and later
 are skipped too: PyMC (6.4 included) passes ``progress_bar`` to ``blackjax.window_adaptation``,
 which since 1.6 hands unknown arguments to the NUTS kernel, and the first warm-up step raises
 a TypeError (pymc-devs/pymc#8367). Printed:
@@ -82,8 +84,12 @@ def child(sampler: str, n_patients: int, seed: int, draws: int, tune: int, chain
 
     settings = progression_settings(draws=draws, tune=tune, chains=chains, seed=seed)
     options = sample_options(settings, sampler)
-    if sampler in NEEDS:
+    if sampler == "numpyro":
         options["nuts"] = {"chain_method": "parallel"}
+    elif sampler == "blackjax":
+        # PyMC's parallel blackjax path fails when there are more chains than XLA devices
+        # ("cannot select an axis to squeeze out", 4 chains on 2 cores): chains as a batch
+        options["nuts"] = {"chain_method": "vectorized"}
     started = time.perf_counter()
     tree = pm.sample(
         model=model,
