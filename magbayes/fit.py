@@ -318,6 +318,18 @@ class FitResult:
         if divergences:
             reasons.append(f"{divergences} divergent transition(s)")
         post_attrs = self.posterior["posterior"].attrs
+        advice = []
+        if divergences:
+            target = self.spec.section("sampler").get("target_accept", 0.8)
+            advice.append(
+                f"raise the target acceptance (`[sampler] target_accept`, now {target}; "
+                "e.g. 0.9 or 0.95), so that the sampler takes smaller steps"
+            )
+        if r_hat_max > RHAT_MAX or ess_bulk_min < ESS_BULK_MIN:
+            advice.append("run more tuning steps and draws (`--tune`, `--draws`)")
+        module = get_model_module(self.model)
+        if divergences and hasattr(module, "divergence_advice"):
+            advice.extend(module.divergence_advice(self.spec, post))
         return {
             "r_hat_max": r_hat_max,
             "r_hat_max_variable": r_hat_var,
@@ -335,6 +347,7 @@ class FitResult:
             "thresholds": {"r_hat_max": RHAT_MAX, "ess_bulk_min": ESS_BULK_MIN, "divergences": 0},
             "passed": not reasons,
             "reasons": reasons,
+            "advice": advice,
         }
 
     def headline(self) -> dict[str, Any]:

@@ -381,6 +381,35 @@ def test_tiny_fit_fails_the_convergence_gate(tiny_fit):
     assert any("bulk ESS" in reason for reason in diagnostics["reasons"])
 
 
+def test_divergences_bring_advice_fitting_the_parametrisation(tiny_fit):
+    """A fit with a divergent transition is told what to change: the target acceptance, and
+    with centred patient levels the non-centred form, quoting the fitted spread of levels."""
+    import dataclasses
+
+    import xarray as xr
+
+    _, result = tiny_fit
+    tree = result.posterior.copy()
+    stats = tree["sample_stats"].to_dataset()
+    diverging = stats["diverging"].copy()
+    diverging[0, 0] = True
+    tree["sample_stats"] = xr.DataTree(stats.assign(diverging=diverging))
+    diverged = dataclasses.replace(result, posterior=tree)
+    diagnostics = diverged.diagnostics()
+    assert diagnostics["divergences"] == int(stats["diverging"].sum()) + (
+        not bool(stats["diverging"][0, 0])
+    )
+    assert any("target_accept" in advice for advice in diagnostics["advice"])
+    spread = float(tree["posterior"]["patient_sd"].sel(patient_effect="level").median())
+    non_centred = [a for a in diagnostics["advice"] if "non_centred" in a]
+    assert len(non_centred) == 1 and f"{spread:.2f}" in non_centred[0]
+    # already non-centred: only the target acceptance (and more draws) is advised
+    spec = resolve_spec("progression", {"patients": {"parametrisation": "non_centred"}})
+    other = dataclasses.replace(diverged, spec=spec).diagnostics()
+    assert not any("non_centred" in advice for advice in other["advice"])
+    assert any("target_accept" in advice for advice in other["advice"])
+
+
 @pytest.mark.parametrize(("score", "n_cutpoints"), [("onls", 12), ("mrs", 6), ("irods", None)])
 def test_every_score_can_be_the_outcome(small_sim, score, n_cutpoints):
     result = mb.fit(

@@ -107,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     print("convergence: FAILED - " + "; ".join(diagnostics["reasons"]), file=sys.stderr)
+    for advice in diagnostics.get("advice", []):
+        print(f"  to refit: {advice}", file=sys.stderr)
     if args.allow_warnings:
         return EXIT_OK
     return EXIT_NOT_CONVERGED

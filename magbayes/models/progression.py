@@ -717,6 +717,38 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
 # ----------------------------------------------------------------------------- results
 
 
+def divergence_advice(spec: Spec, posterior: xr.Dataset) -> list[str]:
+    """What to change when a fit has divergent transitions, beyond the target acceptance.
+
+    With centred patient levels (the default), a small spread of levels makes a funnel
+    between the levels and ``patient_sd[level]``: in simulation-based calibration, fits whose
+    true spread was below about 1 logit diverged in 93% of cases, and none did with the
+    non-centred form (``docs/sbc.md``).
+
+    Parameters
+    ----------
+    spec : Spec
+        The fitted spec.
+    posterior : xarray.Dataset
+        The posterior draws.
+
+    Returns
+    -------
+    list of str
+        Advice for the report and the command line (empty when none applies).
+    """
+    if spec.section("patients").get("parametrisation", "centred") != "centred":
+        return []
+    if "patient_sd" not in posterior:
+        return []
+    spread = float(posterior["patient_sd"].sel(patient_effect="level").median())
+    return [
+        "if the spread of patient levels is small (posterior median of `patient_sd[level]` here "
+        f"{spread:.2f} logit; divergences are frequent below about 1.5), sample the patients "
+        'non-centred: `[patients] parametrisation = "non_centred"`'
+    ]
+
+
 def to_visits(padded: xr.DataArray, design: Design) -> xr.DataArray:
     """Turn a (…, patient, visit_slot) array into (…, visit) with the design's visit labels."""
     p = xr.DataArray(design.data["patient_of_visit"], dims="visit")

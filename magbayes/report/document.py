@@ -241,8 +241,9 @@ def build_document(
         if diagnostics["passed"]
         else "**FAILED**: " + "; ".join(diagnostics["reasons"]) + ". "
         "The results are written so that the failure can be inspected (rank plots above), "
-        "but they should not be reported: refit with more tuning steps and draws "
-        "(`--tune`, `--draws`), and look for a badly identified parameter (the variable named)."
+        "but they should not be reported. To refit: "
+        + "; ".join(diagnostics.get("advice") or ["run more tuning steps and draws"])
+        + "; and look for a badly identified parameter (the variable named)."
     )
     doc.add(Paragraph(verdict), Table(tables.diagnostics_table(diagnostics)))
 
