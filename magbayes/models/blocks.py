@@ -346,3 +346,19 @@ def prior_from_spec(priors: dict[str, Any], key: str, default: float) -> float:
     if value <= 0:
         raise SpecError(f"[priors] {key} must be positive, not {value}")
     return value
+
+
+def site_parametrisation(spec: Any) -> str:
+    """The spec's ``[sites] parametrisation``: "auto", "centred" or "non_centred".
+
+    Raises
+    ------
+    magbayes.errors.SpecError
+        For any other value.
+    """
+    choice = spec.section("sites").get("parametrisation", "auto")
+    if choice not in ("auto", "centred", "non_centred"):
+        raise SpecError(
+            f"[sites] parametrisation must be 'auto', 'centred' or 'non_centred', not {choice!r}"
+        )
+    return choice

@@ -495,11 +495,7 @@ CENTRED_SITES_MIN_PATIENTS: int = 200
 
 def _centred_sites(design: Design, spec: Spec) -> bool:
     """Whether to sample the site offsets centred (``[sites] parametrisation``)."""
-    choice = spec.section("sites").get("parametrisation", "auto")
-    if choice not in ("auto", "centred", "non_centred"):
-        raise SpecError(
-            f"[sites] parametrisation must be 'auto', 'centred' or 'non_centred', not {choice!r}"
-        )
+    choice = blocks.site_parametrisation(spec)
     if choice != "auto":
         return choice == "centred"
     scored = np.unique(design.data["patient_of_visit"])

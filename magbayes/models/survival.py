@@ -83,6 +83,43 @@ class CountingProcessError(ValueError):
 # --------------------------------------------------------------------------- arrays
 
 
+def _subset_positions(
+    subjects: np.ndarray, n_subjects: int, segment_subject: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Indices that take a subset of subjects out of segment-level data.
+
+    Parameters
+    ----------
+    subjects : numpy.ndarray
+        Boolean mask over subjects, or subject indices.
+    n_subjects : int
+        Number of subjects of the whole data.
+    segment_subject : numpy.ndarray of int
+        Subject of each segment of the whole data.
+
+    Returns
+    -------
+    index : numpy.ndarray of int
+        The kept subjects, increasing.
+    new_of_old : numpy.ndarray of int
+        New index of each old subject (-1 when left out).
+    segments : numpy.ndarray of int
+        Old index of each kept segment.
+    position : numpy.ndarray of int
+        New index of each old segment (-1 when left out).
+    """
+    index = np.asarray(subjects)
+    if index.dtype == bool:
+        index = np.nonzero(index)[0]
+    index = np.unique(index)
+    new_of_old = np.full(n_subjects, -1)
+    new_of_old[index] = np.arange(len(index))
+    segments = np.nonzero(new_of_old[segment_subject] >= 0)[0]
+    position = np.full(len(segment_subject), -1)
+    position[segments] = np.arange(len(segments))
+    return index, new_of_old, segments, position
+
+
 @dataclass
 class CountingProcessData:
     """Counting-process data split into segments, as plain arrays.
@@ -191,15 +228,9 @@ class CountingProcessData:
             Index, in this data, of each segment of the subset (to select a linear
             predictor computed on the whole data).
         """
-        index = np.asarray(subjects)
-        if index.dtype == bool:
-            index = np.nonzero(index)[0]
-        index = np.unique(index)
-        new_of_old = np.full(self.n_subjects, -1)
-        new_of_old[index] = np.arange(len(index))
-        segments = np.nonzero(new_of_old[self.segment_subject] >= 0)[0]
-        position = np.full(self.n_segments, -1)
-        position[segments] = np.arange(len(segments))
+        index, new_of_old, segments, position = _subset_positions(
+            subjects, self.n_subjects, self.segment_subject
+        )
         old_event = self.event_segment[index]
         event_segment = np.where(old_event >= 0, position[np.maximum(old_event, 0)], -1)
         sub = CountingProcessData(
@@ -862,15 +893,9 @@ class VisitIntervalData:
             Index, in this data, of each segment of the subset (to select a linear
             predictor computed on the whole data).
         """
-        index = np.asarray(subjects)
-        if index.dtype == bool:
-            index = np.nonzero(index)[0]
-        index = np.unique(index)
-        new_of_old = np.full(self.n_subjects, -1)
-        new_of_old[index] = np.arange(len(index))
-        segments = np.nonzero(new_of_old[self.segment_subject] >= 0)[0]
-        position = np.full(self.n_segments, -1)
-        position[segments] = np.arange(len(segments))
+        index, new_of_old, segments, position = _subset_positions(
+            subjects, self.n_subjects, self.segment_subject
+        )
         old_end = self.interval_end_segment[index]
         end = np.where(old_end >= 0, position[np.maximum(old_end, 0)], -1)
         sub = VisitIntervalData(

@@ -682,11 +682,7 @@ def _baseline(spec: Spec, kind: str) -> survival.PiecewiseBaseline | survival.We
 
 def _centred_frailty(design: Design, spec: Spec) -> bool:
     """Whether to sample the site frailties centred (``[sites] parametrisation``)."""
-    choice = spec.section("sites").get("parametrisation", "auto")
-    if choice not in ("auto", "centred", "non_centred"):
-        raise SpecError(
-            f"[sites] parametrisation must be 'auto', 'centred' or 'non_centred', not {choice!r}"
-        )
+    choice = blocks.site_parametrisation(spec)
     if choice != "auto":
         return choice == "centred"
     d = design.data
