@@ -149,20 +149,14 @@ def child_magbayes(n_patients: int, seed: int, draws: int, tune: int, chains: in
     import warnings
 
     import arviz as az
-    import pymc as pm
 
     warnings.simplefilter("ignore")
     started = time.perf_counter()
     _, _, (_, design, model) = _data(n_patients, seed)
-    from magbayes.sampler import sample_options
+    from magbayes.sampler import sample_posterior
 
     settings = progression_settings(draws=draws, tune=tune, chains=chains, seed=seed)
-    tree = pm.sample(
-        model=model,
-        **sample_options(settings),
-        progressbar=False,
-        compute_convergence_checks=False,
-    )
+    tree = sample_posterior(model, settings)  # what mb.fit does (compile cache included)
     wall = time.perf_counter() - started
     post = tree["posterior"].to_dataset()
     names = [

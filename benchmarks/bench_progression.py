@@ -1,13 +1,17 @@
 """Benchmark of the default progression fit on a 47-patient simulated cohort.
 
 ``magbayes.fit.fit(cohort, "progression")`` with the spec's sampler settings (4 chains x
-1000 draws after 1000 tuning steps, nutpie), in a fresh Python process, so compilation is
-included and the peak memory is that fit's alone. Printed:
+1000 draws after 400 tuning steps, nutpie), in a fresh Python process, so compilation (or
+loading the compiled model from magbayes's compile cache) is included and the peak memory is
+that fit's alone. Printed:
 
 - ``wall_s``: the whole ``fit`` call (design, model, compilation, sampling, log-likelihood,
   posterior and prior predictive draws), seconds;
-- ``sample_s``: ``pm.sample`` alone, compilation included, seconds;
+- ``sample_s``: compiling and sampling (``magbayes.sampler.sample_posterior``), seconds;
 - ``sampling_s``: nutpie's sampling time (tuning and draws, no compilation), seconds;
+- ``compile_s``: ``sample_s - sampling_s``; ``compiled_from``: ``cache`` (the model was
+  compiled by an earlier fit, in any process), ``compiled`` (compiled now and stored) or
+  ``nutpie`` (compile cache off: ``--compile-cache off``);
 - ``ess_bulk_min``: smallest bulk ESS over the scalar parameters, and which;
 - ``ess_per_s``: ``ess_bulk_min / sampling_s``; ``ess_per_wall_s``: ``ess_bulk_min /
   wall_s``;
@@ -18,6 +22,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_progression.py
     .venv/bin/python benchmarks/bench_progression.py --repeats 3 --seed 7
+    .venv/bin/python benchmarks/bench_progression.py --compile-cache off
 """
 
 from __future__ import annotations
@@ -32,9 +37,19 @@ from _child import emit, machine, print_table, run_child  # noqa: E402
 
 
 def child(
-    n_patients: int, seed: int, draws: int, tune: int | None, chains: int, target_accept: float
+    n_patients: int,
+    seed: int,
+    draws: int,
+    tune: int | None,
+    chains: int,
+    target_accept: float,
+    compile_cache: str = "on",
 ) -> dict:
+    import os
     import warnings
+
+    if compile_cache == "off":
+        os.environ["MAGBAYES_COMPILE_CACHE"] = "0"
 
     import arviz as az
 
@@ -75,6 +90,7 @@ def child(
         "sample_s": result.timing["sampling_seconds"],
         "sampling_s": sampling,
         "compile_s": result.timing["sampling_seconds"] - sampling,
+        "compiled_from": post.attrs.get("compiled_from", "-"),
         "loglik_s": result.timing.get("log_likelihood_seconds", float("nan")),
         "ppc_s": result.timing.get("posterior_predictive_seconds", float("nan")),
         "prior_s": result.timing.get("prior_seconds", float("nan")),
@@ -100,6 +116,12 @@ def main() -> None:
     )
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--compile-cache",
+        choices=["on", "off"],
+        default="on",
+        help="off: compile with nutpie every time (MAGBAYES_COMPILE_CACHE=0)",
+    )
     args = parser.parse_args()
     if args.child:
         emit(
@@ -110,6 +132,7 @@ def main() -> None:
                 args.tune or None,
                 args.chains,
                 args.target_accept,
+                args.compile_cache,
             )
         )
         return
@@ -125,6 +148,7 @@ def main() -> None:
                 f"--tune={args.tune or 0}",
                 f"--target-accept={args.target_accept}",
                 f"--chains={args.chains}",
+                f"--compile-cache={args.compile_cache}",
             ],
         )
         row["seed"] = args.seed + repeat
@@ -144,6 +168,7 @@ def main() -> None:
             "sample_s",
             "sampling_s",
             "compile_s",
+            "compiled_from",
             "loglik_s",
             "ppc_s",
             "prior_s",

@@ -80,7 +80,7 @@ def child(sampler: str, n_patients: int, seed: int, draws: int, tune: int, chain
 
         # JAX needs static shapes (e.g. the arguments of arange): freeze dims and data
         model = freeze_dims_and_data(model)
-    from magbayes.sampler import sample_options
+    from magbayes.sampler import sample_options, sample_posterior
 
     settings = progression_settings(draws=draws, tune=tune, chains=chains, seed=seed)
     options = sample_options(settings, sampler)
@@ -91,12 +91,12 @@ def child(sampler: str, n_patients: int, seed: int, draws: int, tune: int, chain
         # ("cannot select an axis to squeeze out", 4 chains on 2 cores): chains as a batch
         options["nuts"] = {"chain_method": "vectorized"}
     started = time.perf_counter()
-    tree = pm.sample(
-        model=model,
-        **options,
-        progressbar=False,
-        compute_convergence_checks=False,
-    )
+    if sampler == "nutpie":
+        tree = sample_posterior(model, settings)  # what mb.fit does (compile cache included)
+    else:
+        tree = pm.sample(
+            model=model, **options, progressbar=False, compute_convergence_checks=False
+        )
     wall = time.perf_counter() - started
     post = tree["posterior"].to_dataset()
     stats = tree["sample_stats"]

@@ -46,10 +46,9 @@ def child(
     import warnings
 
     import arviz as az
-    import pymc as pm
 
     from magbayes.fit import prepare, resolve_spec
-    from magbayes.sampler import parallel_chains, sample_options
+    from magbayes.sampler import parallel_chains, sample_posterior
     from magbayes.simulate import simulate_cohort
 
     warnings.simplefilter("ignore")
@@ -62,12 +61,7 @@ def child(
     started = time.perf_counter()
     _, design, model = prepare(cohort, spec)
     sample_start = time.perf_counter()
-    tree = pm.sample(
-        model=model,
-        **sample_options(settings),
-        progressbar=False,
-        compute_convergence_checks=False,
-    )
+    tree = sample_posterior(model, settings)  # what mb.fit does (compile cache included)
     sample_wall = time.perf_counter() - sample_start
     wall = time.perf_counter() - started
     post = tree["posterior"].to_dataset()

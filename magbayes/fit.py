@@ -31,7 +31,7 @@ from magbayes import __version__
 from magbayes.cohort.tables import Cohort
 from magbayes.models import get_model_module, population_parameters
 from magbayes.models.base import Design
-from magbayes.sampler import sample_options
+from magbayes.sampler import sample_posterior
 from magbayes.spec import Spec, deep_merge, load_spec
 
 #: Convergence gate (CONTRACT.md section 3).
@@ -142,13 +142,8 @@ def fit(
         warnings.filterwarnings("ignore", message=".*object mode.*")
         warnings.filterwarnings("ignore", category=FutureWarning)
         sample_start = time.perf_counter()
-        tree = pm.sample(
-            model=pm_model,
-            **sample_options(settings, sampler),
-            progressbar=progress,
-            # the gate is computed by FitResult.diagnostics (ArviZ), not twice
-            compute_convergence_checks=False,
-        )
+        # the gate is computed by FitResult.diagnostics (ArviZ), not by the sampler
+        tree = sample_posterior(pm_model, settings, sampler, progress=progress)
         sampling_seconds = time.perf_counter() - sample_start
         timing = {"sampling_seconds": sampling_seconds}
         # the outcome's log-likelihood only (not the early-sural statuses' Bernoulli)
@@ -402,6 +397,8 @@ class FitResult:
             "design_counts": self.design_counts,
             "standardisation": self.standardisation,
             "timing": self.timing,
+            # "cache": the compiled model was loaded (magbayes.compile_cache)
+            "compiled_from": self.posterior["posterior"].attrs.get("compiled_from", ""),
             "versions": package_versions(),
         }
 

@@ -8,10 +8,17 @@ may use instead, and runs as many chains at once.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from magbayes.errors import SpecError
+
+if TYPE_CHECKING:
+    import pymc as pm
+    import xarray as xr
 
 
 def available_cores() -> int:
@@ -90,3 +97,70 @@ def sample_options(settings: Mapping[str, Any], sampler: str = "nutpie") -> dict
     if sampler == "nutpie":
         options["nuts"] = nutpie_options(settings)
     return options
+
+
+def nutpie_seed(seed: int, chains: int) -> int:
+    """The seed ``pm.sample(random_seed=seed, nuts_sampler="nutpie")`` hands to nutpie.
+
+    PyMC spawns one generator per chain from ``seed`` and passes the first one's draw; doing
+    the same keeps magbayes's draws identical to ``pm.sample``'s for a given seed.
+    """
+    return int(np.random.default_rng(seed).spawn(chains)[0].integers(2**30))
+
+
+def sample_posterior(
+    model: pm.Model, settings: Mapping[str, Any], sampler: str = "nutpie", *, progress: bool = False
+) -> xr.DataTree:
+    """Draw from a model's posterior with the spec's ``[sampler]`` settings.
+
+    With nutpie the model is compiled through :func:`magbayes.compile_cache.compile_for_nutpie`
+    (a model fitted before, in any process, is loaded instead of compiled), then sampled by
+    ``nutpie.sample`` exactly as ``pm.sample(nuts_sampler="nutpie")`` would; other samplers
+    go through ``pm.sample``.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        The model.
+    settings : mapping
+        The spec's ``[sampler]`` table.
+    sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
+        NUTS implementation.
+    progress : bool
+        Show sampling progress.
+
+    Returns
+    -------
+    xarray.DataTree
+        Groups posterior, sample_stats, observed_data, constant_data. The posterior's
+        attributes hold ``sampling_time`` (seconds, without compilation) and, for nutpie,
+        ``compiled_from`` (``cache``, ``compiled`` or ``nutpie``: see ``compile_for_nutpie``).
+    """
+    import pymc as pm
+
+    options = sample_options(settings, sampler)
+    if sampler != "nutpie":
+        return pm.sample(
+            model=model, **options, progressbar=progress, compute_convergence_checks=False
+        )
+    import nutpie
+    from pymc.backends.arviz import patch_nutpie_idata
+
+    from magbayes.compile_cache import compile_for_nutpie
+
+    compiled, source = compile_for_nutpie(model)
+    started = time.perf_counter()
+    tree = nutpie.sample(
+        compiled,
+        draws=options["draws"],
+        tune=max(1, options["tune"]),  # nuts-rs needs at least one tuning step
+        chains=options["chains"],
+        cores=options["cores"],
+        seed=nutpie_seed(options["random_seed"], options["chains"]),
+        progress_bar=progress,
+        target_accept=options["target_accept"],
+        **options["nuts"],
+    )
+    patch_nutpie_idata(tree, model, sampling_time=time.perf_counter() - started)
+    tree["posterior"].attrs["compiled_from"] = source
+    return tree

@@ -282,9 +282,8 @@ def fit_point(
     dict
         A row of ``sensitivity.csv`` (see :data:`COLUMNS`).
     """
-    import pymc as pm
-
     from magbayes.fit import FitResult, prepare
+    from magbayes.sampler import sample_posterior
 
     row: dict[str, Any] = {c: np.nan for c in COLUMNS} | asdict(point)
     row.update(status="ok", error="")
@@ -295,18 +294,10 @@ def fit_point(
         point_cohort, design, model = prepare(cohort, point_spec)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tree = pm.sample(
-                model=model,
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                cores=1,
-                random_seed=seed,
-                nuts_sampler=sampler,
-                target_accept=target_accept,
-                progressbar=False,
-                compute_convergence_checks=False,
-            )
+            # one core per grid point: the points themselves run in parallel
+            settings = {"draws": draws, "tune": tune, "chains": chains, "cores": 1}
+            settings |= {"seed": seed, "target_accept": target_accept}
+            tree = sample_posterior(model, settings, sampler)
         seconds = time.perf_counter() - started
         result = FitResult(
             posterior=tree,

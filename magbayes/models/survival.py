@@ -63,6 +63,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from magbayes.models.blocks import site_effect
+from magbayes.sampler import sample_posterior
 
 #: Codes of the three kinds of outcome (the observed value of the likelihood node).
 RIGHT, OBSERVED, INTERVAL = 0, 1, 2
@@ -1345,16 +1346,8 @@ def fit_counting_process(
     """
     data = counting_process_arrays(frame, covariates=covariates, grid=grid, **array_kwargs)
     model = build_counting_process_model(data, baseline=baseline, **(model_kwargs or {}))
-    tree = pm.sample(
-        model=model,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        random_seed=seed,
-        nuts_sampler="nutpie",
-        target_accept=target_accept,
-        progressbar=False,
-    )
+    settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed}
+    tree = sample_posterior(model, settings | {"target_accept": target_accept})
     pm.compute_log_likelihood(
         tree, var_names=["survival"], model=model, extend_inferencedata=True, progressbar=False
     )

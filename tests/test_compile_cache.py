@@ -1,0 +1,205 @@
+"""The compile cache: a model compiled once is loaded in later processes, and samples the same.
+
+The fingerprint must change with anything that changes the compiled functions (data, priors,
+traced variables) and stay the same across processes; a cached model must give nutpie the
+same log density, gradient and draws as ``nutpie.compile_pymc_model``.
+"""
+
+import ctypes
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import nutpie
+import pymc as pm
+import pytensor.tensor as pt
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+
+from magbayes import compile_cache
+from magbayes.compile_cache import compile_for_nutpie, model_fingerprint
+from magbayes.sampler import nutpie_seed, sample_options, sample_posterior
+
+MODEL_SOURCE = textwrap.dedent(
+    """
+    import numpy as np
+    import pymc as pm
+
+    def small_model(outcome_shift=0.0, sd_scale=1.0):
+        rng = np.random.default_rng(11)
+        site = np.repeat([0, 1, 2], 8)
+        outcome = rng.normal(size=24) + site + outcome_shift
+        coords = {"site": ["Paris", "Lyon", "Lille"], "visit": np.arange(24)}
+        with pm.Model(coords=coords) as model:
+            spread = pm.HalfNormal("site_spread", sd_scale)
+            offset = pm.Normal("site_offset", 0.0, 1.0, dims="site")
+            mean = pm.Deterministic("site_mean", spread * offset, dims="site")
+            noise = pm.Exponential("noise_sd", 1.0)
+            pm.Normal("outcome", mean[site], noise, observed=outcome, dims="visit")
+        return model
+    """
+)
+namespace: dict = {}
+exec(MODEL_SOURCE, namespace)  # the same builder runs in the child process below
+small_model = namespace["small_model"]
+
+
+def _draws(compiled):
+    tree = nutpie.sample(
+        compiled, draws=100, tune=100, chains=2, cores=1, seed=nutpie_seed(5, 2), progress_bar=False
+    )
+    return tree["posterior"].to_dataset()
+
+
+def test_fingerprint_is_stable_and_follows_data_priors_and_traced_variables():
+    key = model_fingerprint(small_model())
+    assert key is not None and len(key) == 64
+    assert model_fingerprint(small_model()) == key
+    assert model_fingerprint(small_model(outcome_shift=0.5)) != key  # cohort data
+    assert model_fingerprint(small_model(sd_scale=2.0)) != key  # a prior
+    assert model_fingerprint(small_model(), var_names=["site_mean"]) != key
+
+
+def test_fingerprint_is_the_same_in_another_process():
+    script = MODEL_SOURCE + textwrap.dedent(
+        """
+        from magbayes.compile_cache import model_fingerprint
+        print(model_fingerprint(small_model()))
+        """
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert child.stdout.strip().splitlines()[-1] == model_fingerprint(small_model())
+
+
+class _NoProps(Op):
+    """An operation without __props__: nothing says when two of them are equal."""
+
+    def make_node(self, x):
+        x = pt.as_tensor(x)
+        return Apply(self, [x], [x.type()])
+
+    def perform(self, node, inputs, outputs):
+        outputs[0][0] = np.asarray(inputs[0])
+
+
+def test_a_graph_without_a_stable_text_has_no_fingerprint():
+    with pm.Model() as model:
+        x = pm.Normal("x")
+        pm.Potential("opaque", _NoProps()(x))
+    assert model_fingerprint(model) is None
+
+
+def test_turned_off_cache_compiles_with_nutpie(monkeypatch):
+    monkeypatch.setenv("MAGBAYES_COMPILE_CACHE", "0")
+    compiled, source = compile_for_nutpie(small_model())
+    assert source == "nutpie"
+    assert compiled.n_dim == 5
+
+
+def _density(compiled, point):
+    """Log density and gradient from a compiled model's C callback (as nutpie calls it)."""
+    double_p = ctypes.POINTER(ctypes.c_double)
+    gradient, logp = np.zeros(compiled.n_dim), np.zeros(())
+    status = compiled.compiled_logp_func.ctypes(
+        compiled.n_dim,
+        point.ctypes.data_as(double_p),
+        gradient.ctypes.data_as(double_p),
+        logp.ctypes.data_as(double_p),
+        None,
+    )
+    assert status == 0
+    return float(logp), gradient
+
+
+def test_cached_model_gives_nutpies_density_and_gradient():
+    model = small_model()
+    compiled, source = compile_for_nutpie(model)
+    assert source in {"compiled", "cache"}
+    reference = nutpie.compile_pymc_model(model)
+    assert compiled.n_dim == reference.n_dim
+    assert compiled.shape_info[0] == reference.shape_info[0]
+    assert tuple(compiled.dims["site_mean"]) == tuple(reference.dims["site_mean"]) == ("site",)
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        point = rng.normal(size=compiled.n_dim)
+        logp, gradient = _density(compiled, point)
+        logp_ref, gradient_ref = _density(reference, point)
+        np.testing.assert_allclose(logp, logp_ref, rtol=1e-12)
+        np.testing.assert_allclose(gradient, gradient_ref, rtol=1e-10, atol=1e-12)
+    ours = _draws(compiled)
+    assert set(ours.data_vars) == set(_draws(reference).data_vars)
+    # the same model again: loaded, not compiled, and the same code draws the same numbers
+    again, source = compile_for_nutpie(small_model())
+    assert source == "cache"
+    for name in ours.data_vars:
+        np.testing.assert_array_equal(_draws(again)[name].values, ours[name].values)
+
+
+LOAD_AND_DRAW = textwrap.dedent(
+    """
+    import json
+    import nutpie
+    from magbayes.compile_cache import compile_for_nutpie
+    from magbayes.sampler import nutpie_seed
+
+    compiled, source = compile_for_nutpie(small_model())
+    tree = nutpie.sample(compiled, draws=100, tune=100, chains=2, cores=1,
+                         seed=nutpie_seed(5, 2), progress_bar=False)
+    offsets = tree["posterior"]["site_offset"].values.tolist()
+    print(json.dumps({"source": source, "site_offset": offsets}))
+    """
+)
+
+
+def test_later_processes_load_the_compiled_model_and_draw_the_same():
+    compile_for_nutpie(small_model())  # compiled here (or earlier)
+    results = []
+    for _ in range(2):
+        child = subprocess.run(
+            [sys.executable, "-c", MODEL_SOURCE + LOAD_AND_DRAW],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        results.append(json.loads(child.stdout.strip().splitlines()[-1]))
+    assert [result["source"] for result in results] == ["cache", "cache"]
+    # the same code loaded from disk: the same draws in every later process
+    np.testing.assert_array_equal(results[0]["site_offset"], results[1]["site_offset"])
+
+
+def test_a_damaged_index_entry_is_compiled_again():
+    model = small_model(outcome_shift=0.25)
+    key = model_fingerprint(model)
+    compile_for_nutpie(model)
+    index = compile_cache.cache_dir() / f"{key}.json"
+    for damaged in ['{"n_dim": 5', '{"n_dim": 5}', "[]"]:  # cut short; keys missing
+        index.write_text(damaged)
+        _, source = compile_for_nutpie(small_model(outcome_shift=0.25))
+        assert source == "compiled"
+        assert json.loads(index.read_text())["n_dim"] == 5
+
+
+def test_sample_posterior_draws_what_pm_sample_draws(monkeypatch):
+    model = small_model()
+    settings = {"draws": 100, "tune": 100, "chains": 2, "cores": 1, "seed": 7}
+    theirs = pm.sample(
+        model=model, **sample_options(settings), progressbar=False, compute_convergence_checks=False
+    )
+    # compiled by nutpie in both, so the same code: the same seed and options give the same draws
+    monkeypatch.setenv("MAGBAYES_COMPILE_CACHE", "0")
+    ours = sample_posterior(model, settings)
+    for name in theirs["posterior"].data_vars:
+        np.testing.assert_array_equal(
+            ours["posterior"][name].values, theirs["posterior"][name].values
+        )
+    assert {"posterior", "sample_stats", "observed_data"} <= set(ours.children)
+    assert ours["posterior"].attrs["sampling_time"] > 0
+    assert ours["posterior"].attrs["compiled_from"] == "nutpie"
+    monkeypatch.setenv("MAGBAYES_COMPILE_CACHE", "1")
+    cached = sample_posterior(model, settings)
+    assert cached["posterior"].attrs["compiled_from"] in {"compiled", "cache"}
+    assert cached["posterior"]["site_mean"].dims == ("chain", "draw", "site")
