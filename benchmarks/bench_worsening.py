@@ -11,7 +11,8 @@ Printed per cohort:
   worsenings (interval-censored), and follow-up segments in the likelihood;
 - ``wall_s``: the whole ``fit`` call (design, model, compilation, sampling, log-likelihood,
   predictive draws), seconds;
-- ``sample_s``: ``pm.sample`` alone, compilation included (``FitResult.timing``), seconds;
+- ``sample_s``: compiling (or loading the compiled model) and sampling
+  (``FitResult.timing``), seconds;
 - ``sampling_s``: nutpie's own sampling time (tuning and draws, no compilation), seconds;
 - ``ess_bulk_min``: smallest bulk ESS over the summary parameters (and the variable);
 - ``ess_per_s``: ``ess_bulk_min / sampling_s``;

@@ -413,12 +413,19 @@ def _graph_function(function: Any) -> Any:
 
 
 def _store(key: str, meta: dict[str, Any]) -> None:
-    """Write the index entry atomically (parallel fits may compile the same model)."""
+    """Write the index entry atomically (parallel fits may compile the same model).
+
+    A compile directory that cannot be written (read-only, full) only means no cache: the
+    fit goes on with the model compiled now.
+    """
     folder = cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as handle:
-        json.dump(meta, handle)
-    os.replace(handle.name, folder / f"{key}.json")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as handle:
+            json.dump(meta, handle)
+        os.replace(handle.name, folder / f"{key}.json")
+    except OSError:
+        return
 
 
 def _compile(model: Any, key: str, var_names: Iterable[str] | None) -> Any | None:

@@ -203,3 +203,15 @@ def test_sample_posterior_draws_what_pm_sample_draws(monkeypatch):
     cached = sample_posterior(model, settings)
     assert cached["posterior"].attrs["compiled_from"] in {"compiled", "cache"}
     assert cached["posterior"]["site_mean"].dims == ("chain", "draw", "site")
+
+
+def test_an_unwritable_cache_folder_only_means_no_cache(monkeypatch, tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    monkeypatch.setattr(compile_cache, "cache_dir", lambda: blocked / "magbayes")
+    compiled, source = compile_for_nutpie(small_model(outcome_shift=0.75))
+    assert source == "compiled"
+    assert compiled.n_dim == 5
+    # nothing was stored, so the next fit compiles again
+    _, source = compile_for_nutpie(small_model(outcome_shift=0.75))
+    assert source == "compiled"
