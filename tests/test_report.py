@@ -238,6 +238,7 @@ def test_report_command_rewrites_without_sampling(fitted, tmp_path, monkeypatch,
     for name in ("sample", "sample_posterior_predictive", "sample_prior_predictive"):
         monkeypatch.setattr(pymc, name, refuse)
     monkeypatch.setattr(nutpie, "compile_pymc_model", refuse)
+    monkeypatch.setattr(nutpie, "sample", refuse)  # fits sample through nutpie.sample
 
     assert main(["report", str(copy)]) == 0
     assert (copy / "report.md").is_file() and (copy / "report.html").is_file()
@@ -279,12 +280,16 @@ def test_sample_prior_draws_trajectories_over_twelve_years(cohort, tmp_path):
 def test_fit_prior_only_flag_writes_the_prior_check_and_does_not_sample(
     cohort, tmp_path, monkeypatch, capsys
 ):
+    import importlib
+
     import pymc
 
     def refuse(*args, **kwargs):
         raise AssertionError("--prior-only must not sample the posterior")
 
     monkeypatch.setattr(pymc, "sample", refuse)
+    # how fits sample (the module: ``magbayes.fit`` is also the package's function)
+    monkeypatch.setattr(importlib.import_module("magbayes.fit"), "sample_posterior", refuse)
     out = tmp_path / "prior_check"
     status = main(
         [

@@ -57,6 +57,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+#: How the sampler got its compiled model (``magbayes.compile_cache.compile_for_nutpie``).
+COMPILED_FROM = {
+    "cache": "loaded from the compile cache",
+    "compiled": "compiled and cached (later fits of this cohort and spec load it)",
+    "nutpie": "compiled by nutpie (compile cache off or not possible)",
+}
+
+
 def run(args: argparse.Namespace) -> int:
     """Fit, save, print the headline and the convergence verdict."""
     from magbayes.cohort.read import load_cohort
@@ -94,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
     headline = result.headline()
     diagnostics = result.diagnostics()
     print(f"results written to {args.out}")
+    compiled = COMPILED_FROM.get(result.posterior["posterior"].attrs.get("compiled_from", ""))
+    if compiled:
+        print(f"fit: {result.timing['wall_seconds']:.0f} s; sampler's model {compiled}")
     print(
         f"{headline['question']}\n  P = {headline['p_sural_predicts_rituximab_benefit']:.3f} "
         f"(MCSE {headline['mcse']:.3f}); contrast mean {headline['contrast']['mean']:.3f}, "
