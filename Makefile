@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/magbayes simulate --out demo/cohort --seed $(SEED)
+	$(VENV)/bin/magbayes simulate --out demo/cohort --seed $(SEED) --force
 	$(VENV)/bin/magbayes validate demo/cohort
 	$(VENV)/bin/magbayes fit progression --data demo/cohort --out demo/results --seed $(SEED)
 	@echo "Report: demo/results/report.html"
