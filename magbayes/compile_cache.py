@@ -99,7 +99,15 @@ class UnfingerprintableError(Exception):
 
 
 def cache_enabled() -> bool:
-    """Whether compiled models are reused (``MAGBAYES_COMPILE_CACHE`` is not ``0``)."""
+    """Whether compiled models are reused.
+
+    Not when ``MAGBAYES_COMPILE_CACHE`` is ``0`` (or ``false``, ``no``), nor when PyTensor's
+    numba cache is off (``pytensor.config.numba__cache``): the callbacks are stored there.
+    """
+    import pytensor
+
+    if not pytensor.config.numba__cache:
+        return False
     return os.environ.get("MAGBAYES_COMPILE_CACHE", "1").strip().lower() not in {"0", "false", "no"}
 
 

@@ -100,6 +100,14 @@ def test_turned_off_cache_compiles_with_nutpie(monkeypatch):
     assert compiled.n_dim == 5
 
 
+def test_without_pytensors_numba_cache_nutpie_compiles(monkeypatch):
+    import pytensor
+
+    monkeypatch.setattr(pytensor.config, "numba__cache", False)
+    _, source = compile_for_nutpie(small_model())
+    assert source == "nutpie"
+
+
 def _density(compiled, point):
     """Log density and gradient from a compiled model's C callback (as nutpie calls it)."""
     double_p = ctypes.POINTER(ctypes.c_double)
