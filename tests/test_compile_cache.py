@@ -194,6 +194,9 @@ def test_a_damaged_index_entry_is_compiled_again():
 def test_sample_posterior_draws_what_pm_sample_draws(monkeypatch):
     model = small_model()
     settings = {"draws": 100, "tune": 100, "chains": 2, "cores": 1, "seed": 7}
+    # compiled once beforehand, so that both fits below find PyTensor's pieces in its cache
+    # (a graph compiled afresh and one loaded can differ in the last bits)
+    nutpie.compile_pymc_model(model)
     theirs = pm.sample(
         model=model, **sample_options(settings), progressbar=False, compute_convergence_checks=False
     )
