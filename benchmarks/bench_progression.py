@@ -10,8 +10,9 @@ that fit's alone. Printed:
 - ``sample_s``: compiling and sampling (``magbayes.sampler.sample_posterior``), seconds;
 - ``sampling_s``: nutpie's sampling time (tuning and draws, no compilation), seconds;
 - ``compile_s``: ``sample_s - sampling_s``; ``compiled_from``: ``cache`` (the model was
-  compiled by an earlier fit, in any process), ``compiled`` (compiled now and stored) or
-  ``nutpie`` (compile cache off: ``--compile-cache off``);
+  compiled by an earlier fit with this spec, of this or any cohort of the same structure, in
+  any process), ``compiled`` (compiled now and stored) or ``uncached`` (compile cache off:
+  ``--compile-cache off``);
 - ``ess_bulk_min``: smallest bulk ESS over the scalar parameters, and which;
 - ``ess_per_s``: ``ess_bulk_min / sampling_s``; ``ess_per_wall_s``: ``ess_bulk_min /
   wall_s``;
@@ -120,7 +121,7 @@ def main() -> None:
         "--compile-cache",
         choices=["on", "off"],
         default="on",
-        help="off: compile with nutpie every time (MAGBAYES_COMPILE_CACHE=0)",
+        help="off: compile at every fit (MAGBAYES_COMPILE_CACHE=0)",
     )
     args = parser.parse_args()
     if args.child:

@@ -49,19 +49,24 @@ from typing import Any
 import numpy as np
 
 #: Bump when the callback source below changes.
-CALLBACK_VERSION = "2"
+CALLBACK_VERSION = "3"
 
+# The callbacks read the model's data inputs from nutpie's ``user_data``: a table of int64
+# holding the number of parameters, the number of traced values, then for each input its
+# address and its shape. ``{read}`` unpacks the table (generated per model structure).
 _LOGP_SOURCE = """
 def magbayes_logp(dim, x_, out_, logp_, user_data_):
-    if dim != N_DIM:
+    table = numba.carray(user_data_, (TABLE_SIZE,), np.int64)
+    if dim != table[0]:
         return -1
     try:
-        x = numba.carray(x_, (N_DIM,))
-        out = numba.carray(out_, (N_DIM,))
+        x = numba.carray(x_, (dim,))
+        out = numba.carray(out_, (dim,))
         logp = numba.carray(logp_, ())
-        logp_value, gradient = logp_and_gradient(x)
+{read}
+        logp_value, gradient = logp_and_gradient(x, {arguments})
         logp[()] = logp_value
-        for i in range(N_DIM):
+        for i in range(dim):
             out[i] = gradient[i]
         if not np.all(np.isfinite(out)):
             return 3
@@ -74,15 +79,17 @@ def magbayes_logp(dim, x_, out_, logp_, user_data_):
 
 _EXPAND_SOURCE = """
 def magbayes_expand(dim, expanded, x_, out_, user_data_):
-    if dim != N_DIM:
+    table = numba.carray(user_data_, (TABLE_SIZE,), np.int64)
+    if dim != table[0]:
         return -1
-    if expanded != N_EXPANDED:
+    if expanded != table[1]:
         return -1
     try:
-        x = numba.carray(x_, (N_DIM,))
-        out = numba.carray(out_, (N_EXPANDED,))
-        (values,) = expand(x)
-        for i in range(N_EXPANDED):
+        x = numba.carray(x_, (dim,))
+        out = numba.carray(out_, (expanded,))
+{read}
+        (values,) = expand(x, {arguments})
+        for i in range(expanded):
             out[i] = values[i]
     except Exception:
         return -2
@@ -90,8 +97,8 @@ def magbayes_expand(dim, expanded, x_, out_, user_data_):
 """
 
 
-#: What an index entry holds (besides numba's files): nutpie's layout of the parameters.
-_INDEX_KEYS = {"n_dim", "n_expanded", "names", "slices", "shapes", "reparameterized"}
+#: What an index entry holds (besides numba's files): the inputs' dtypes and dimensions.
+_INDEX_KEYS = {"inputs"}
 
 
 class UnfingerprintableError(Exception):
@@ -194,10 +201,10 @@ def _op_text(op: Any) -> str:
 def graph_text(outputs: list[Any], inputs: list[Any] | None = None) -> list[str]:
     """One line per root variable and per operation of a PyTensor graph, in order.
 
-    Constants and shared variables (e.g. a dimension's length) are written with a digest of
-    their bytes, other roots
-    with their name and type (``inputs``, when given, first and in their order), operations
-    with their class and properties.
+    Constants are written with a digest of their bytes; shared variables (``pm.Data``, a
+    dimension's length), which the compiled functions take as inputs, with their name and
+    type only; other roots with their name and type (``inputs``, when given, first and in
+    their order); operations with their class and properties.
 
     Raises
     ------
@@ -217,10 +224,10 @@ def graph_text(outputs: list[Any], inputs: list[Any] | None = None) -> list[str]
         if isinstance(var, Constant):
             text = f"constant {var.type} {_array_text(np.asarray(var.data))}"
         elif isinstance(var, SharedVariable):
-            value = var.get_value(borrow=True)
-            if not isinstance(value, np.ndarray | np.generic | int | float):
-                raise UnfingerprintableError(f"shared variable {var.name} holds a {type(value)}")
-            text = f"shared {var.name} {var.type} {_array_text(np.asarray(value))}"
+            # an input of the compiled functions: its value is not part of the fingerprint
+            if not isinstance(var.get_value(borrow=True), np.ndarray | np.generic | int | float):
+                raise UnfingerprintableError(f"shared variable {var.name} is not an array")
+            text = f"shared {var.name} {var.type}"
         elif var.owner is None:
             text = f"input {var.name} {var.type}"
         else:  # an output of a node not reached by toposort cannot happen
@@ -244,8 +251,37 @@ def graph_text(outputs: list[Any], inputs: list[Any] | None = None) -> list[str]
     return lines
 
 
+def _traced_outputs(model: Any) -> list[Any]:
+    """What nutpie compiles from a model: its log density and every traced value."""
+    return [model.logp(), *model.unobserved_value_vars]
+
+
+def data_inputs(model: Any, outputs: list[Any] | None = None) -> list[Any]:
+    """The shared variables the compiled functions take as inputs, in a stable order.
+
+    ``pm.Data`` arrays and the lengths of the model's dimensions, in the order the graph
+    of ``outputs`` (default: log density and traced values) first uses them, so the same
+    model structure gives the same order in every process.
+    """
+    from pytensor.compile.sharedvalue import SharedVariable
+    from pytensor.graph.traversal import toposort
+
+    found: dict[Any, None] = {}
+    for node in toposort(outputs if outputs is not None else _traced_outputs(model)):
+        for var in node.inputs:
+            if isinstance(var, SharedVariable) and isinstance(
+                var.get_value(borrow=True), np.ndarray | np.generic | int | float
+            ):
+                found.setdefault(var, None)
+    return list(found)
+
+
 def model_fingerprint(model: Any, var_names: Iterable[str] | None = None) -> str | None:
     """Fingerprint of what nutpie compiles from a PyMC model, or None when there is none.
+
+    Two models with the same structure, priors and constants but other values in their
+    ``pm.Data`` (another cohort of the same design) have the same fingerprint: those values
+    are inputs of the compiled functions.
 
     Parameters
     ----------
@@ -262,9 +298,8 @@ def model_fingerprint(model: Any, var_names: Iterable[str] | None = None) -> str
     import pytensor
 
     free = [model.rvs_to_values[rv] for rv in model.free_RVs]
-    outputs = [model.logp(), *model.unobserved_value_vars]
     try:
-        lines = graph_text(outputs)
+        lines = graph_text(_traced_outputs(model))
     except UnfingerprintableError:
         return None
     header = {
@@ -281,13 +316,137 @@ def model_fingerprint(model: Any, var_names: Iterable[str] | None = None) -> str
     return _digest(text.encode())
 
 
-def _callback(source: str, name: str, key: str, env: dict[str, Any], signature: Any) -> Any:
-    """A numba C callback from ``source``, cached on disk under ``key``."""
+# ------------------------------------------------------------------------ layout and data
+
+
+def _remaining(model: Any, var_names: Iterable[str] | None) -> list[Any]:
+    """Traced values besides the sampled (unconstrained) parameters, as nutpie keeps them."""
+    free_names = {model.rvs_to_values[rv].name for rv in model.free_RVs}
+    remaining = [var for var in model.unobserved_value_vars if var.name not in free_names]
+    if var_names is not None:
+        wanted = set(var_names)
+        remaining = [var for var in remaining if var.name in wanted]
+    return remaining
+
+
+def _input_specs(inputs: list[Any]) -> list[list[Any]]:
+    """The dtype and number of dimensions of each input of the callbacks (the layout first)."""
+    return [["int64", 1]] + [[str(var.type.dtype), int(var.type.ndim)] for var in inputs]
+
+
+def _layout(model: Any, var_names: Iterable[str] | None) -> dict[str, Any]:
+    """Where each parameter and traced value lies in nutpie's flat arrays, for this cohort.
+
+    Returns nutpie's ``shape_info`` pieces (``names``, ``slices``, ``shapes``), ``n_dim``,
+    ``n_expanded`` and ``layout``: per sampled parameter its start, stop and shape in the
+    flat parameter vector, the int64 input the compiled functions slice it with.
+    """
+    from nutpie.compile_pymc import _compute_shapes
+
+    shapes = _compute_shapes(model)
+    names: list[str] = []
+    slices: list[slice] = []
+    shape_list: list[tuple[int, ...]] = []
+    layout: list[int] = []
+    count = 0
+    free_values = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    for var in [*free_values, *_remaining(model, var_names)]:
+        shape = tuple(int(n) for n in shapes[var.name])
+        length = int(np.prod(shape, dtype=np.int64))
+        if len(names) < len(free_values):
+            layout.extend([count, count + length, *shape])
+        names.append(var.name)
+        slices.append(slice(count, count + length))
+        shape_list.append(shape)
+        count += length
+        if len(names) == len(free_values):
+            n_dim = count
+    if not free_values:
+        n_dim = 0
+    return {
+        "names": names,
+        "slices": slices,
+        "shapes": shape_list,
+        "n_dim": n_dim,
+        "n_expanded": count,
+        "layout": np.asarray(layout, dtype=np.int64),
+    }
+
+
+def _user_data(
+    n_dim: int, n_expanded: int, arrays: list[np.ndarray]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The table of addresses and shapes the callbacks read, and the arrays it points to.
+
+    The arrays must stay alive (and unmoved) as long as the table is used: the compiled
+    model holds them.
+    """
+    # (np.ascontiguousarray would turn a 0-d array into a 1-d one)
+    kept = [np.require(array, requirements="C") for array in arrays]
+    table = [n_dim, n_expanded]
+    for array in kept:
+        table.extend([array.ctypes.data, *array.shape])
+    return np.asarray(table, dtype=np.int64), kept
+
+
+def _input_values(inputs: list[Any], updates: dict[str, Any] | None = None) -> list[np.ndarray]:
+    """Current values of the data inputs (``updates``: new values by shared-variable name)."""
+    updates = updates or {}
+    values = []
+    for var in inputs:
+        value = updates[var.name] if var.name in updates else var.get_value(borrow=True)
+        value = np.asarray(value, dtype=var.type.dtype)
+        if value.ndim != var.type.ndim:
+            raise ValueError(f"{var.name} needs {var.type.ndim} dimensions, not {value.ndim}")
+        values.append(value)
+    return values
+
+
+# ------------------------------------------------------------------------------ callbacks
+
+
+def _sources(specs: list[list[Any]]) -> tuple[str, str, dict[str, Any]]:
+    """Source of the two callbacks for inputs of these dtypes and dimensions, and globals."""
+    reads: list[str] = []
+    env: dict[str, Any] = {}
+    position = 2  # after the number of parameters and of traced values
+    for number, (dtype, ndim) in enumerate(specs):
+        dims = ", ".join(f"table[{position + 1 + axis}]" for axis in range(ndim))
+        shape = f"({dims},)" if ndim == 1 else f"({dims})"
+        env[f"DTYPE_{number}"] = np.dtype(dtype).type
+        reads.append(
+            f"        in{number} = numba.carray("
+            f"address_as_pointer(table[{position}]), {shape}, DTYPE_{number})"
+        )
+        position += 1 + ndim
+    env["TABLE_SIZE"] = position
+    arguments = ", ".join(f"in{number}" for number in range(len(specs)))
+    read = "\n".join(reads)
+    logp = _LOGP_SOURCE.replace("{read}", read).replace("{arguments}", arguments)
+    expand = _EXPAND_SOURCE.replace("{read}", read).replace("{arguments}", arguments)
+    return logp, expand, env
+
+
+def _callback(source: str, name: str, key: str | None, env: dict[str, Any], signature: Any) -> Any:
+    """A numba C callback from ``source``; cached on disk under ``key`` unless it is None."""
     import numba
     from pytensor.link.numba.cache import compile_numba_function_src
 
+    from magbayes.compile_pointers import address_as_pointer
+
     # "__name__": numba rebuilds the callback's environment from an importable module
-    globals_ = {"np": np, "numba": numba, "__name__": __name__, **env}
+    globals_ = {
+        "np": np,
+        "numba": numba,
+        "address_as_pointer": address_as_pointer,
+        "__name__": __name__,
+        **env,
+    }
+    if key is None:
+        namespace: dict[str, Any] = {}
+        exec(compile(source, f"<magbayes {name}>", "exec"), globals_, namespace)  # noqa: S102
+        function = numba.njit(namespace[name])
+        return numba.cfunc(signature)(function)
     function = compile_numba_function_src(
         source, name, globals_, cache_key=f"magbayes-{name}-{key}"
     )
@@ -305,23 +464,22 @@ def _signatures() -> tuple[Any, Any]:
     return logp, expand
 
 
-def _callbacks(key: str, meta: dict[str, Any], logp_inner: Any, expand_inner: Any) -> tuple:
+def _callbacks(
+    key: str | None, specs: list[list[Any]], logp_inner: Any, expand_inner: Any
+) -> tuple:
     """The log-density and expand callbacks of a model, compiled or loaded under ``key``.
 
-    ``logp_inner(x) -> (logp, gradient)`` and ``expand_inner(x) -> (values,)`` are the
-    numba functions PyTensor compiled; on a cache hit numba does not call them.
+    ``logp_inner(x, layout, *data) -> (logp, gradient)`` and ``expand_inner(x, layout,
+    *data) -> (values,)`` are the numba functions PyTensor compiled; on a cache hit numba
+    does not call them.
     """
     logp_signature, expand_signature = _signatures()
-    sizes = {"N_DIM": meta["n_dim"], "N_EXPANDED": meta["n_expanded"]}
+    logp_source, expand_source, env = _sources(specs)
     logp = _callback(
-        _LOGP_SOURCE,
-        "magbayes_logp",
-        key,
-        {**sizes, "logp_and_gradient": logp_inner},
-        logp_signature,
+        logp_source, "magbayes_logp", key, {**env, "logp_and_gradient": logp_inner}, logp_signature
     )
     expand = _callback(
-        _EXPAND_SOURCE, "magbayes_expand", key, {**sizes, "expand": expand_inner}, expand_signature
+        expand_source, "magbayes_expand", key, {**env, "expand": expand_inner}, expand_signature
     )
     return logp, expand
 
@@ -330,28 +488,56 @@ def _not_compiled(*args: Any) -> Any:
     raise RuntimeError("a cached callback was not found")
 
 
+# --------------------------------------------------------------------------- the model
+
+
+def _compiled_model_class() -> type:
+    """The compiled-model class of nutpie, with ``with_data`` for magbayes's data table."""
+    from nutpie.compile_pymc import CompiledPyMCModel
+
+    class CachedPyMCModel(CompiledPyMCModel):
+        """nutpie's compiled model whose callbacks read the data through magbayes's table.
+
+        ``with_data(**{shared_name: values})`` gives the same compiled model on other data
+        (as nutpie's own ``with_data``); the shapes of parameters and traced values follow.
+        """
+
+        def with_data(self, **updates: Any) -> Any:
+            import dataclasses
+
+            inputs = self.shared_var_keys["inputs"]
+            unknown = set(updates) - {var.name for var in inputs}
+            if unknown:
+                raise KeyError(f"not data of this model: {sorted(unknown)}")
+            arrays = [self.shared_data["layout"], *_input_values(inputs, updates)]
+            table, kept = _user_data(self.n_dim, self.n_expanded, arrays)
+            return dataclasses.replace(
+                self, user_data=table, shared_data={"layout": kept[0], "inputs": kept[1:]}
+            )
+
+    return CachedPyMCModel
+
+
 def _compiled_model(
     model: Any,
+    var_names: Iterable[str] | None,
+    inputs: list[Any],
     *,
     logp_callback: Any,
     expand_callback: Any,
-    meta: dict[str, Any],
     logp_function: Any = None,
     expand_function: Any = None,
 ) -> Any:
-    """Wrap the two callbacks in nutpie's compiled-model object."""
+    """Wrap the two callbacks and this cohort's data in nutpie's compiled-model object."""
     from nutpie.compile_pymc import (
-        CompiledPyMCModel,
         _prepare_dims_and_coords,
         _rv_dict_to_flat_array_wrapper,
         _wrap_with_lock,
-        make_user_data,
     )
     from pymc.initial_point import make_initial_point_fn
 
-    names = meta["names"]
-    shapes = [tuple(shape) for shape in meta["shapes"]]
-    slices = [slice(start, stop) for start, stop in meta["slices"]]
+    layout = _layout(model, var_names)
+    names, slices, shapes = layout["names"], layout["slices"], layout["shapes"]
     shape_info = (names, slices, shapes)
     n_free = len(model.free_RVs)
     # the same initial points as nutpie.compile_pymc_model's defaults
@@ -364,27 +550,35 @@ def _compiled_model(
     initial_point = _rv_dict_to_flat_array_wrapper(
         _wrap_with_lock(point), names=names[:n_free], shapes=shapes[:n_free]
     )
-    dims, coords = _prepare_dims_and_coords(model, shape_info, meta["reparameterized"])
-    return CompiledPyMCModel(
-        _n_dim=meta["n_dim"],
+    reparameterized = [
+        model.rvs_to_values[rv].name
+        for rv in model.free_RVs
+        if model.rvs_to_transforms.get(rv) is not None
+    ]
+    dims, coords = _prepare_dims_and_coords(model, shape_info, reparameterized)
+    arrays = [layout["layout"], *_input_values(inputs)]
+    table, kept = _user_data(layout["n_dim"], layout["n_expanded"], arrays)
+    return _compiled_model_class()(
+        _n_dim=layout["n_dim"],
         dims=dims,
         _coords=coords,
         _shapes={name: shape for name, shape in zip(names, shapes, strict=True)},
         compiled_logp_func=logp_callback,
         compiled_expand_func=expand_callback,
         initial_point_func=initial_point,
-        shared_data={},
-        shared_var_keys={},
-        user_data=make_user_data({}, {}),
-        n_expanded=meta["n_expanded"],
+        # the arrays the table points to (kept alive here) and the inputs' variables
+        shared_data={"layout": kept[0], "inputs": kept[1:]},
+        shared_var_keys={"inputs": inputs},
+        user_data=table,
+        n_expanded=layout["n_expanded"],
         shape_info=shape_info,
         logp_func=logp_function,
         expand_func=expand_function,
-        reparameterized_names=meta["reparameterized"],
+        reparameterized_names=reparameterized,
     )
 
 
-def _load(model: Any, key: str) -> Any | None:
+def _load(model: Any, key: str, var_names: Iterable[str] | None) -> Any | None:
     """The compiled model from the cache, or None when any part of it is missing."""
     import numba
 
@@ -393,16 +587,17 @@ def _load(model: Any, key: str) -> Any | None:
         meta = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    inputs = data_inputs(model)
     if not isinstance(meta, dict) or not _INDEX_KEYS <= meta.keys():
         return None
-    if len(meta["names"]) < len(model.free_RVs):
+    if meta["inputs"] != _input_specs(inputs):
         return None
     try:
         # on a cache hit numba never looks at the body, so the inner functions are stand-ins
-        logp, expand = _callbacks(key, meta, _not_compiled, _not_compiled)
+        logp, expand = _callbacks(key, meta["inputs"], _not_compiled, _not_compiled)
     except numba.core.errors.NumbaError:
         return None  # numba's files were removed: compile afresh
-    return _compiled_model(model, logp_callback=logp, expand_callback=expand, meta=meta)
+    return _compiled_model(model, var_names, inputs, logp_callback=logp, expand_callback=expand)
 
 
 def _graph_function(function: Any) -> Any:
@@ -416,7 +611,11 @@ def _graph_function(function: Any) -> Any:
     from numba.core.dispatcher import Dispatcher
 
     wrapper = function.vm.jit_fn
-    inner = getattr(getattr(wrapper, "py_func", None), "__globals__", {}).get("jitable_func")
+    python = getattr(wrapper, "py_func", None)
+    code = getattr(python, "__code__", None)
+    if code is None or code.co_argcount or not code.co_flags & inspect.CO_VARARGS:
+        return wrapper  # not the caching wrapper (PyTensor did not make the graph cacheable)
+    inner = python.__globals__.get("jitable_func")
     return inner if isinstance(inner, Dispatcher) else wrapper
 
 
@@ -436,36 +635,75 @@ def _store(key: str, meta: dict[str, Any]) -> None:
         return
 
 
-def _compile(model: Any, key: str, var_names: Iterable[str] | None) -> Any | None:
-    """Compile the model's callbacks into the cache; None when the model has shared data."""
-    from nutpie.compile_pymc import _make_functions
+def _functions(model: Any, var_names: Iterable[str] | None, inputs: list[Any]) -> tuple:
+    """PyTensor (numba) functions of the log density with its gradient, and of the trace.
 
-    (n_dim, n_expanded, logp_fn, expand_fn, _, shape_info, reparameterized) = _make_functions(
-        model,
-        mode="NUMBA",
-        compute_grad=True,
-        join_expanded=True,
-        pymc_initial_point_fn=_not_compiled,  # not called here; rebuilt in _compiled_model
-        var_names=var_names,
+    As ``nutpie.compile_pymc_model`` builds them, except that nothing depends on the
+    cohort's sizes or values: both take the flat parameter vector, an int64 ``layout``
+    (start, stop and shape of each sampled parameter in that vector) and the model's data
+    inputs, and return the same values as nutpie's.
+    """
+    import pytensor.tensor as pt
+    from pymc.pytensorf import compile as compile_pymc
+    from pytensor.graph import clone_replace, rewrite_graph
+
+    values = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    rewrites = ["canonicalize", "stabilize"]
+    if not model.check_bounds:
+        rewrites.append("local_remove_check_parameter")
+    logp = rewrite_graph(model.logp(), include=rewrites)
+    gradients = pt.grad(logp, values)
+    gradient = pt.concatenate(
+        [pt.as_tensor(g, allow_xtensor_conversion=True).ravel() for g in gradients]
     )
+
+    joined = pt.dvector("_unconstrained_point")
+    layout = pt.lvector("_layout")
+    pieces = []
+    position = 0
+    for value in values:
+        ndim = value.type.ndim
+        start, stop = layout[position], layout[position + 1]
+        shape = [layout[position + 2 + axis] for axis in range(ndim)]
+        position += 2 + ndim
+        piece = joined[start:stop].reshape(shape, ndim=ndim)
+        if any(length is not None for length in value.type.shape):
+            piece = pt.specify_shape(piece, value.type.shape)
+        pieces.append(piece.astype(value.dtype))
+    remaining = _remaining(model, var_names)
+    expanded = pt.concatenate(
+        [
+            *[piece.ravel() for piece in pieces],
+            *[pt.as_tensor(var, allow_xtensor_conversion=True).ravel() for var in remaining],
+        ]
+    )
+    symbolic = [var.type(name=var.name) for var in inputs]
+    replacements = dict(zip(values, pieces, strict=True))
+    replacements.update(zip(inputs, symbolic, strict=True))
+    logp, gradient, expanded = clone_replace([logp, gradient, expanded], replacements)
+    arguments = [joined, layout, *symbolic]
+    with model:
+        logp_fn = compile_pymc(arguments, [logp, gradient], mode="NUMBA", on_unused_input="ignore")
+        expand_fn = compile_pymc(arguments, [expanded], mode="NUMBA", on_unused_input="ignore")
+    return logp_fn, expand_fn
+
+
+def _compile(model: Any, key: str | None, var_names: Iterable[str] | None) -> Any:
+    """Compile the model's callbacks (into the cache unless ``key`` is None)."""
+    inputs = data_inputs(model)
+    logp_fn, expand_fn = _functions(model, var_names, inputs)
     if logp_fn.get_shared() or expand_fn.get_shared():
-        return None
-    names, slices, shapes = shape_info
-    meta = {
-        "n_dim": int(n_dim),
-        "n_expanded": int(n_expanded),
-        "names": list(names),
-        "slices": [[int(s.start), int(s.stop)] for s in slices],
-        "shapes": [[int(n) for n in shape] for shape in shapes],
-        "reparameterized": list(reparameterized),
-    }
-    logp, expand = _callbacks(key, meta, _graph_function(logp_fn), _graph_function(expand_fn))
-    _store(key, meta)
+        raise RuntimeError("a shared variable was left out of the compiled functions' inputs")
+    specs = _input_specs(inputs)
+    logp, expand = _callbacks(key, specs, _graph_function(logp_fn), _graph_function(expand_fn))
+    if key is not None:
+        _store(key, {"inputs": specs})
     return _compiled_model(
         model,
+        var_names,
+        inputs,
         logp_callback=logp,
         expand_callback=expand,
-        meta=meta,
         logp_function=logp_fn,
         expand_function=expand_fn,
     )
@@ -473,6 +711,10 @@ def _compile(model: Any, key: str, var_names: Iterable[str] | None) -> Any | Non
 
 def compile_for_nutpie(model: Any, var_names: Iterable[str] | None = None) -> tuple[Any, str]:
     """A model compiled for ``nutpie.sample``, from the cache when it has been compiled before.
+
+    The compiled model takes the cohort's ``pm.Data`` arrays and dimension lengths as inputs,
+    so it is shared by every cohort of the same structure (same spec, same kinds of data):
+    only the first fit of such a model compiles.
 
     Parameters
     ----------
@@ -484,21 +726,18 @@ def compile_for_nutpie(model: Any, var_names: Iterable[str] | None = None) -> tu
     Returns
     -------
     compiled : nutpie.compile_pymc.CompiledPyMCModel
-        What ``nutpie.compile_pymc_model(model, var_names=var_names)`` returns.
-    source : {"cache", "compiled", "nutpie"}
-        Loaded from the cache; compiled now (and stored); or compiled by nutpie without the
-        cache (cache turned off, model not fingerprintable, shared data).
+        Samples as ``nutpie.compile_pymc_model(model, var_names=var_names)`` would; its
+        ``with_data`` takes new values for the model's shared variables, by name.
+    source : {"cache", "compiled", "uncached"}
+        Loaded from the cache; compiled now and stored; or compiled now without the cache
+        (cache turned off, or a model without a fingerprint).
     """
-    import nutpie
-
     key = model_fingerprint(model, var_names) if cache_enabled() else None
-    if key is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=Warning)
-            compiled = _load(model, key)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=Warning)
+        if key is not None:
+            compiled = _load(model, key, var_names)
             if compiled is not None:
                 return compiled, "cache"
-            compiled = _compile(model, key, var_names)
-        if compiled is not None:
-            return compiled, "compiled"
-    return nutpie.compile_pymc_model(model, var_names=var_names), "nutpie"
+        compiled = _compile(model, key, var_names)
+    return compiled, "compiled" if key is not None else "uncached"

@@ -39,11 +39,33 @@ MODEL_SOURCE = textwrap.dedent(
             noise = pm.Exponential("noise_sd", 1.0)
             pm.Normal("outcome", mean[site], noise, observed=outcome, dims="visit")
         return model
+
+    def data_model(n_sites=3, per_site=8, seed=11):
+        # the same model with its data as pm.Data: another cohort of the same structure
+        rng = np.random.default_rng(seed)
+        site = np.repeat(np.arange(n_sites), per_site)
+        outcome = rng.normal(size=site.size) + site
+        coords = {"site": [f"site {k}" for k in range(n_sites)], "visit": np.arange(site.size)}
+        with pm.Model(coords=coords) as model:
+            site_of_visit = pm.Data("site_of_visit", site)
+            spread = pm.HalfNormal("site_spread", 1.0)
+            offset = pm.Normal("site_offset", 0.0, 1.0, dims="site")
+            mean = pm.Deterministic("site_mean", spread * offset, dims="site")
+            noise = pm.Exponential("noise_sd", 1.0)
+            pm.Normal(
+                "outcome",
+                mean[site_of_visit],
+                noise,
+                observed=pm.Data("outcome_observed", outcome),
+                dims="visit",
+            )
+        return model
     """
 )
 namespace: dict = {}
 exec(MODEL_SOURCE, namespace)  # the same builder runs in the child process below
 small_model = namespace["small_model"]
+data_model = namespace["data_model"]
 
 
 def _draws(compiled):
@@ -93,19 +115,26 @@ def test_a_graph_without_a_stable_text_has_no_fingerprint():
     assert model_fingerprint(model) is None
 
 
-def test_turned_off_cache_compiles_with_nutpie(monkeypatch):
+def test_fingerprint_ignores_the_values_and_sizes_of_pm_data():
+    key = model_fingerprint(data_model())
+    assert model_fingerprint(data_model(seed=12)) == key  # other values
+    assert model_fingerprint(data_model(n_sites=4, per_site=5)) == key  # other sizes
+    assert model_fingerprint(small_model()) != key  # data as constants: another structure
+
+
+def test_turned_off_cache_compiles_every_time(monkeypatch):
     monkeypatch.setenv("MAGBAYES_COMPILE_CACHE", "0")
     compiled, source = compile_for_nutpie(small_model())
-    assert source == "nutpie"
+    assert source == "uncached"
     assert compiled.n_dim == 5
 
 
-def test_without_pytensors_numba_cache_nutpie_compiles(monkeypatch):
+def test_without_pytensors_numba_cache_nothing_is_cached(monkeypatch):
     import pytensor
 
     monkeypatch.setattr(pytensor.config, "numba__cache", False)
     _, source = compile_for_nutpie(small_model())
-    assert source == "nutpie"
+    assert source == "uncached"
 
 
 def _density(compiled, point):
@@ -117,10 +146,22 @@ def _density(compiled, point):
         point.ctypes.data_as(double_p),
         gradient.ctypes.data_as(double_p),
         logp.ctypes.data_as(double_p),
-        None,
+        ctypes.c_void_p(compiled.user_data.ctypes.data),
     )
     assert status == 0
     return float(logp), gradient
+
+
+def _assert_same_density(compiled, reference, seed=3):
+    assert compiled.n_dim == reference.n_dim
+    assert compiled.shape_info[0] == reference.shape_info[0]
+    rng = np.random.default_rng(seed)
+    for _ in range(5):
+        point = rng.normal(size=compiled.n_dim)
+        logp, gradient = _density(compiled, point)
+        logp_ref, gradient_ref = _density(reference, point)
+        np.testing.assert_allclose(logp, logp_ref, rtol=1e-12)
+        np.testing.assert_allclose(gradient, gradient_ref, rtol=1e-10, atol=1e-12)
 
 
 def test_cached_model_gives_nutpies_density_and_gradient():
@@ -128,16 +169,8 @@ def test_cached_model_gives_nutpies_density_and_gradient():
     compiled, source = compile_for_nutpie(model)
     assert source in {"compiled", "cache"}
     reference = nutpie.compile_pymc_model(model)
-    assert compiled.n_dim == reference.n_dim
-    assert compiled.shape_info[0] == reference.shape_info[0]
     assert tuple(compiled.dims["site_mean"]) == tuple(reference.dims["site_mean"]) == ("site",)
-    rng = np.random.default_rng(3)
-    for _ in range(5):
-        point = rng.normal(size=compiled.n_dim)
-        logp, gradient = _density(compiled, point)
-        logp_ref, gradient_ref = _density(reference, point)
-        np.testing.assert_allclose(logp, logp_ref, rtol=1e-12)
-        np.testing.assert_allclose(gradient, gradient_ref, rtol=1e-10, atol=1e-12)
+    _assert_same_density(compiled, reference)
     ours = _draws(compiled)
     assert set(ours.data_vars) == set(_draws(reference).data_vars)
     # the same model again: loaded, not compiled, and the same code draws the same numbers
@@ -145,6 +178,30 @@ def test_cached_model_gives_nutpies_density_and_gradient():
     assert source == "cache"
     for name in ours.data_vars:
         np.testing.assert_array_equal(_draws(again)[name].values, ours[name].values)
+
+
+def test_another_cohort_of_the_same_structure_loads_the_compiled_model():
+    compile_for_nutpie(data_model())  # compiled here (or earlier)
+    other = data_model(n_sites=4, per_site=5, seed=21)  # other sizes and values
+    compiled, source = compile_for_nutpie(other)
+    assert source == "cache"
+    assert compiled.n_dim == 1 + 4 + 1  # spread, 4 offsets, noise
+    _assert_same_density(compiled, nutpie.compile_pymc_model(other))
+    draws = _draws(compiled)
+    assert draws["site_mean"].shape == (2, 100, 4)
+    # the trace's deterministic is computed from this cohort's parameters
+    np.testing.assert_allclose(
+        draws["site_mean"].values, draws["site_spread"].values[..., None] * draws["site_offset"]
+    )
+
+
+def test_with_data_gives_the_density_of_the_new_data():
+    compiled, _ = compile_for_nutpie(data_model())
+    other = data_model(seed=31)  # same sizes, other outcomes
+    new = other["outcome_observed"].get_value()
+    swapped = compiled.with_data(outcome_observed=new)
+    _assert_same_density(swapped, nutpie.compile_pymc_model(other), seed=4)
+    _assert_same_density(compiled, nutpie.compile_pymc_model(data_model()), seed=4)  # unchanged
 
 
 LOAD_AND_DRAW = textwrap.dedent(
@@ -184,11 +241,13 @@ def test_a_damaged_index_entry_is_compiled_again():
     key = model_fingerprint(model)
     compile_for_nutpie(model)
     index = compile_cache.cache_dir() / f"{key}.json"
-    for damaged in ['{"n_dim": 5', '{"n_dim": 5}', "[]"]:  # cut short; keys missing
-        index.write_text(damaged)
+    for damaged in ['{"inputs": [', '{"n_dim": 5}', "[]", '{"inputs": [["int64", 2]]}']:
+        index.write_text(damaged)  # cut short; keys missing; inputs of another structure
         _, source = compile_for_nutpie(small_model(outcome_shift=0.25))
         assert source == "compiled"
-        assert json.loads(index.read_text())["n_dim"] == 5
+        stored = json.loads(index.read_text())["inputs"]
+        # the parameter layout, then the lengths of the dimensions site and visit
+        assert stored == [["int64", 1], ["int64", 0], ["int64", 0]]
 
 
 def test_sample_posterior_draws_what_pm_sample_draws(monkeypatch):
@@ -201,7 +260,9 @@ def test_sample_posterior_draws_what_pm_sample_draws(monkeypatch):
         model=model, **sample_options(settings), progressbar=False, compute_convergence_checks=False
     )
     # compiled by nutpie in both, so the same code: the same seed and options give the same draws
-    monkeypatch.setenv("MAGBAYES_COMPILE_CACHE", "0")
+    monkeypatch.setattr(
+        compile_cache, "compile_for_nutpie", lambda m: (nutpie.compile_pymc_model(m), "nutpie")
+    )
     ours = sample_posterior(model, settings)
     for name in theirs["posterior"].data_vars:
         np.testing.assert_array_equal(
@@ -210,7 +271,7 @@ def test_sample_posterior_draws_what_pm_sample_draws(monkeypatch):
     assert {"posterior", "sample_stats", "observed_data"} <= set(ours.children)
     assert ours["posterior"].attrs["sampling_time"] > 0
     assert ours["posterior"].attrs["compiled_from"] == "nutpie"
-    monkeypatch.setenv("MAGBAYES_COMPILE_CACHE", "1")
+    monkeypatch.undo()
     cached = sample_posterior(model, settings)
     assert cached["posterior"].attrs["compiled_from"] in {"compiled", "cache"}
     assert cached["posterior"]["site_mean"].dims == ("chain", "draw", "site")

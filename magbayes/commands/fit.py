@@ -60,8 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 #: How the sampler got its compiled model (``magbayes.compile_cache.compile_for_nutpie``).
 COMPILED_FROM = {
     "cache": "loaded from the compile cache",
-    "compiled": "compiled and cached (later fits of this cohort and spec load it)",
-    "nutpie": "compiled by nutpie (compile cache off or not possible)",
+    "compiled": "compiled and cached (later fits with this spec, of any cohort like it, load it)",
+    "uncached": "compiled, not cached (compile cache off or not possible)",
 }
 
 

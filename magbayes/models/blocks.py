@@ -172,6 +172,7 @@ def imputed_covariates(
     patient_dim: str = "patient",
     covariate_dim: str = "covariate",
     missing_dim: str = "missing_covariate",
+    as_data: bool = False,
 ) -> pt.TensorVariable:
     """Covariate matrix with each missing cell a model parameter.
 
@@ -187,6 +188,10 @@ def imputed_covariates(
         Shape (patient, covariate), NaN where missing (from :func:`covariate_design`).
     binary : list of bool
         Whether each covariate is 0/1.
+    as_data : bool
+        Hold the observed values, the positions of the missing cells and the Beta priors'
+        centres as ``pm.Data`` (inputs of the compiled model, not constants), so that one
+        compiled model serves every cohort of the same structure.
 
     Returns
     -------
@@ -195,33 +200,40 @@ def imputed_covariates(
     """
     model = pm.modelcontext(None)
     filled = np.where(np.isnan(values), 0.0, values)
-    matrix = pt.as_tensor_variable(filled)
     rows, cols = np.nonzero(np.isnan(values))
+    is_bin = np.asarray(binary, dtype=bool)[cols]
+    cont = np.nonzero(~is_bin)[0]
+    bins = np.nonzero(is_bin)[0]
+
+    def tensor(name: str, value: np.ndarray) -> pt.TensorVariable:
+        if as_data:
+            return pm.Data(f"covariate_{name}", np.asarray(value))
+        return pt.as_tensor_variable(np.asarray(value))
+
+    matrix = tensor("observed_filled", filled)
     if len(rows) == 0:
         return matrix
-    is_bin = np.asarray(binary, dtype=bool)[cols]
     labels = list(model.coords[missing_dim]) if missing_dim in model.coords else None
     if labels is None or len(labels) != len(rows):
         raise SpecError(f"model needs coords[{missing_dim!r}] with one label per missing cell")
-    cont = np.nonzero(~is_bin)[0]
-    bins = np.nonzero(is_bin)[0]
-    imputed = pt.zeros(len(rows))
+    rows_t, cols_t = tensor("missing_row", rows), tensor("missing_column", cols)
+    imputed = pt.zeros(rows_t.shape[0])
     if len(cont):
         model.add_coord(f"{missing_dim}_continuous", [labels[i] for i in cont])
         z = pm.Normal("covariate_missing", mu=0.0, sigma=1.0, dims=f"{missing_dim}_continuous")
-        imputed = pt.set_subtensor(imputed[cont], z)
+        imputed = pt.set_subtensor(imputed[tensor("missing_continuous_cell", cont)], z)
     if len(bins):
         model.add_coord(f"{missing_dim}_binary", [labels[i] for i in bins])
         col_share = np.nanmean(values, axis=0)
-        share = np.clip(col_share[cols[bins]], 0.05, 0.95)
+        share_t = tensor("missing_share_centre", np.clip(col_share[cols[bins]], 0.05, 0.95))
         p = pm.Beta(
             "covariate_missing_share",
-            alpha=1.0 + 4.0 * share,
-            beta=1.0 + 4.0 * (1.0 - share),
+            alpha=1.0 + 4.0 * share_t,
+            beta=1.0 + 4.0 * (1.0 - share_t),
             dims=f"{missing_dim}_binary",
         )
-        imputed = pt.set_subtensor(imputed[bins], p)
-    return pt.set_subtensor(matrix[rows, cols], imputed)
+        imputed = pt.set_subtensor(imputed[tensor("missing_binary_cell", bins)], p)
+    return pt.set_subtensor(matrix[rows_t, cols_t], imputed)
 
 
 def site_effect(
@@ -282,12 +294,15 @@ def site_effect(
     return offsets[site_idx]
 
 
-def sural_prevalence(known: np.ndarray, reduced: np.ndarray) -> pt.TensorVariable:
+def sural_prevalence(
+    known: np.ndarray, reduced: np.ndarray, *, as_data: bool = False
+) -> pt.TensorVariable:
     """Share of patients with early sural reduction, learnt from the known statuses.
 
     Adds ``sural_reduced_prevalence ~ Beta(1, 1)`` and the known statuses as Bernoulli
     observations (``sural_reduced_observed``). The prevalence is the prior weight of the
     two statuses for patients whose status is unknown (see :func:`mix_over_sural`).
+    ``as_data``: hold the known statuses as ``pm.Data`` (an input of the compiled model).
     """
     prevalence = pm.Beta("sural_reduced_prevalence", alpha=1.0, beta=1.0)
     model = pm.modelcontext(None)
@@ -298,7 +313,7 @@ def sural_prevalence(known: np.ndarray, reduced: np.ndarray) -> pt.TensorVariabl
         pm.Bernoulli(
             "sural_reduced_observed",
             p=prevalence,
-            observed=reduced[known],
+            observed=pm.Data("sural_reduced_known", reduced[known]) if as_data else reduced[known],
             dims="patient_sural_known",
         )
     return prevalence

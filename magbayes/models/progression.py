@@ -336,6 +336,11 @@ def _padded(values: np.ndarray, design: Design, fill: float) -> np.ndarray:
     return out
 
 
+def _data(name: str, value: Any) -> pt.TensorVariable:
+    """A cohort array as a ``pm.Data`` input of the model (inside a model context)."""
+    return pm.Data(name, np.asarray(value))
+
+
 def _anchor_cutpoint(design: Design) -> int:
     """Index of the cutpoint fixed at 0: the one just above the median observed score."""
     n_cutpoints = len(design.coords["cutpoint"])
@@ -392,6 +397,15 @@ class VisitLayout:
     unknown_years: np.ndarray
     unknown_rituximab_years: np.ndarray
 
+    def as_data(self) -> VisitLayout:
+        """The same layout with every array a ``pm.Data`` input (inside a model context)."""
+        return VisitLayout(
+            **{
+                field: _data(f"visit_layout_{field}", getattr(self, field))
+                for field in self.__dataclass_fields__
+            }
+        )
+
     def eta(self, anchor, rate, coefficients, lib=pt):
         """Latent disability at every visit (under each patient's known status)."""
         return (
@@ -405,7 +419,7 @@ class VisitLayout:
         return rate_sural * self.unknown_years + gamma_x * self.unknown_rituximab_years
 
 
-def _score_logp(family: str, layout: VisitLayout):
+def _score_logp(family: str, layout: VisitLayout, any_unknown: bool):
     """Per-patient log-likelihood of the scores, summing out an unknown early-sural status.
 
     The scores are read from the (patient, visit_slot) value at each visit; the
@@ -413,7 +427,6 @@ def _score_logp(family: str, layout: VisitLayout):
     per patient. Only the visits of patients whose status is unknown are computed a second
     time, under "reduced", and mixed with the estimated prevalence.
     """
-    any_unknown = len(layout.unknown_patient) > 0
 
     def logp(value, slots, anchor, rate, coefficients, rate_sural, gamma_x, prevalence, param):
         coefficients = _core(coefficients, 1)
@@ -429,7 +442,7 @@ def _score_logp(family: str, layout: VisitLayout):
         eta_reduced = eta[visits] + layout.sural_shift(rate_sural, gamma_x)
         cells_reduced = scores.visit_logp(family, scores_at_visits[visits], eta_reduced, param)
         unknown = layout.unknown_patient
-        by_unknown_patient = pt.zeros(len(unknown))[layout.unknown_slot]
+        by_unknown_patient = pt.zeros(unknown.shape[0])[layout.unknown_slot]
         if_reduced = pt.inc_subtensor(by_unknown_patient, cells_reduced)
         if_chosen = per_patient[unknown]
         mixed = pt.logaddexp(pt.log(prevalence) + if_reduced, pt.log1p(-prevalence) + if_chosen)
@@ -544,7 +557,10 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
     centred = spec.section("patients").get("parametrisation", "centred") == "centred"
 
     with pm.Model(coords=coords) as model:
-        site_of_patient = d["site_of_patient"]
+        # every array of the cohort is a ``pm.Data`` input of the compiled model rather
+        # than a constant in it: one compiled model then serves every cohort with the same
+        # structure (magbayes.compile_cache), and only the first fit of a spec compiles
+        site_of_patient = _data("site_of_patient", d["site_of_patient"])
         pooling = spec.section("sites").get("pooling", "partial")
         centred_sites = _centred_sites(design, spec)
         site_level = blocks.site_effect(
@@ -577,7 +593,7 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
         # most patients from moving with the uncertain gaps below it.
         if family == "ordered_logistic":
             spacing = prior("cutpoint_spacing")
-            anchor_cut = _anchor_cutpoint(design)
+            anchor_cut = _data("anchor_cutpoint", np.asarray(_anchor_cutpoint(design), "int64"))
             # prior centred between the cutpoints 1|2 and 2|3 (INCAT about 2 at onset), with
             # cutpoints `spacing` apart on average
             intercept_centre = spacing * (1.5 - anchor_cut)
@@ -586,7 +602,9 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
         intercept = pm.Normal("level_intercept", intercept_centre, prior("intercept_sd"))
         level_mean = intercept + site_level
         if n_covariates:
-            x = blocks.imputed_covariates(d["covariate_value"], list(d["covariate_binary"]))
+            x = blocks.imputed_covariates(
+                d["covariate_value"], list(d["covariate_binary"]), as_data=True
+            )
             beta = pm.Normal("beta_covariate", 0.0, prior("covariate_sd"), dims="covariate")
             level_mean = level_mean + pt.dot(x, beta)
         rate_mean = slope + site_slope
@@ -601,7 +619,7 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
                 patient_corr * z[:, 0] + pt.sqrt(1.0 - patient_corr**2) * z[:, 1]
             )
         # early sural reduction (known): a faster rate before treatment
-        rate_with_sural = rate + rate_sural * reduced_known
+        rate_with_sural = rate + rate_sural * _data("early_sural_reduced", reduced_known)
 
         # exposures whose effects are population coefficients, one column each
         columns: list[np.ndarray] = []
@@ -644,7 +662,9 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
             # need the times and exposures centred on each patient's mean.
             mean_years = _per_patient_mean(years, patient, n_patients)
             mean_exposure = _per_patient_mean(exposure, patient, n_patients)
-            mean_change = rate_with_sural * mean_years + pt.dot(mean_exposure, coefficient)
+            mean_change = rate_with_sural * _data("patient_mean_years", mean_years) + pt.dot(
+                _data("patient_mean_exposure", mean_exposure), coefficient
+            )
             level_over_visits = pm.Normal(
                 "patient_level_over_visits",
                 level_mean + patient_corr * patient_sd[0] * rate_z + mean_change,
@@ -660,7 +680,7 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
             time = years
         unknown_patient = np.nonzero(~known)[0]
         unknown_visit = np.nonzero(~known[patient])[0]
-        layout = VisitLayout(
+        layout_values = VisitLayout(
             patient=patient,
             slot=np.asarray(d["visit_slot_of_visit"], int),
             time=time,
@@ -671,7 +691,8 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
             unknown_years=years[unknown_visit],
             unknown_rituximab_years=np.asarray(d["rituximab_years"], float)[unknown_visit],
         )
-        prevalence = blocks.sural_prevalence(d["sural_known"], d["sural_reduced"])
+        layout = layout_values.as_data()
+        prevalence = blocks.sural_prevalence(d["sural_known"], d["sural_reduced"], as_data=True)
 
         if family == "ordered_logistic":
             gaps = pm.Gamma("cutpoint_gap", alpha=4.0, beta=4.0 / spacing, dims="gap")
@@ -688,7 +709,7 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
             signature = "(s),(),(),(k),(),(),(),()->(s)"
             fill = 0.5  # padding must not be NaN (PyMC would impute it)
 
-        slots = _padded(np.ones(len(years), bool), design, False)
+        slots = _data("visit_slot_used", _padded(np.ones(len(years), bool), design, False))
         observed = _padded(d["score"], design, fill).astype(_score_dtype(family))
         pm.CustomDist(
             "score",
@@ -700,10 +721,10 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
             gamma_x,
             prevalence,
             param,
-            logp=_score_logp(family, layout),
-            random=_score_random(family, layout, fill),
+            logp=_score_logp(family, layout, len(layout_values.unknown_patient) > 0),
+            random=_score_random(family, layout_values, fill),
             signature=signature,
-            observed=observed,
+            observed=_data("score_observed", observed),
             dims=("patient", "visit_slot"),
             dtype=_score_dtype(family),
         )

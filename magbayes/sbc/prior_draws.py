@@ -5,9 +5,10 @@ The generative code is the model's own PyMC graph, never a second copy of it:
 1. the model is built on a design (:class:`ModelStructure`: a simulated or real cohort's
    patients, visits, treatment courses, covariates and early-sural statuses);
 2. every observed variable's data is swapped for a shared variable with
-   :func:`pymc.observe` (:func:`observed_as_shared`), so that nutpie compiles the
-   log-density once and each fit only replaces the data
-   (``CompiledPyMCModel.with_data``);
+   :func:`pymc.observe` (:func:`observed_as_shared`), so that the log-density is
+   compiled once (:func:`magbayes.compile_cache.compile_for_nutpie`, which also keeps it
+   for later runs and other workers) and each fit only replaces the data
+   (``with_data``);
 3. per fit, one joint draw of the parameters and of every observed variable is taken
    from the prior predictive distribution (PyMC's forward-sampling function, compiled
    once and reseeded per fit), and the drawn outcomes become the observed data of the
@@ -310,13 +311,17 @@ class SBCProblem:
 
     # ------------------------------------------------------------------ refits
     def compiled(self):
-        """The nutpie-compiled log-density of the fitted model (built once)."""
+        """The compiled log-density of the fitted model for nutpie (built once).
+
+        Through :func:`magbayes.compile_cache.compile_for_nutpie`: every worker, and every
+        later SBC run of the same model, loads what the first one compiled.
+        """
         if self._compiled is None:
-            import nutpie
+            from magbayes.compile_cache import compile_for_nutpie
 
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*object mode.*")
-                self._compiled = nutpie.compile_pymc_model(self.fit_model)
+                self._compiled, _ = compile_for_nutpie(self.fit_model)
         return self._compiled
 
     def posterior(
