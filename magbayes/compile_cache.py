@@ -4,22 +4,33 @@ nutpie samples from two C callbacks made from a PyMC model: the log density with
 gradient, and the "expand" function that turns a draw into the values of the trace
 (constrained parameters, deterministics). ``nutpie.compile_pymc_model`` makes both with numba
 at every call, and numba cannot keep them on disk because they refer to functions created at
-run time. For the 47-patient progression model that is about 15 of the 35 seconds of a fit
-(docs/performance.md).
+run time. For the 47-patient progression model that was about 15 of the 35 seconds of a fit,
+and nutpie's handling of data inputs (``pm.Data``) makes it longer still (docs/performance.md).
 
 Here the same two callbacks are made from source text registered with PyTensor's numba cache
-(:mod:`pytensor.link.numba.cache`) under a **fingerprint of the model**: the graph of its log
-density and of the traced values, node by node, with the bytes of every constant (so the
-cohort's data), the names, types and order of the sampled parameters, and the versions of
-the libraries that compile it. A later fit of the same model (same cohort, same spec, any
-seed) in any process loads both callbacks from disk and skips PyTensor's graph rewriting as
-well; only the initial-point function is rebuilt.
+(:mod:`pytensor.link.numba.cache`), and they do not depend on the cohort:
 
-Anything that cannot be fingerprinted with certainty (an operation without ``__props__``, a
-value without a stable text form), and a model whose compiled functions read shared data at
-run time (nutpie's ``with_data``, as SBC uses), is compiled by ``nutpie.compile_pymc_model``
-as before. The callbacks call the very functions nutpie's would, so a fit draws the same
-numbers either way.
+- **the cohort's data are inputs, not constants.** The models hold their cohort arrays as
+  ``pm.Data``, and PyMC makes the length of every dimension a shared variable. The compiled
+  functions take all of these as inputs, and the flat parameter vector is cut into
+  parameters by an int64 ``layout`` input (start, stop and shape of each), so nothing in
+  the machine code depends on the cohort's values or sizes. The callbacks read the arrays
+  from a table of addresses and shapes that nutpie passes them (its ``user_data``).
+- **the fingerprint of the model** keys them on disk: the graph of its log density and of
+  the traced values, node by node, with the bytes of every constant (priors, and any data
+  a model keeps as constants), the name and type (not the value) of every data input, the
+  names, types and order of the sampled parameters, and the versions of the libraries that
+  compile it.
+
+So a later fit of any cohort with the same structure (same spec, same kinds of data: which
+covariates have missing values, whether some early-sural statuses are unknown...), with
+any seed and in any process, loads both callbacks from disk and skips PyTensor's graph
+rewriting as well; only the initial-point function and the parameter layout are rebuilt.
+The compiled model's ``with_data`` swaps data without compiling (SBC's refits).
+
+A model that cannot be fingerprinted with certainty (an operation without ``__props__``, a
+value without a stable text form) is compiled the same way but not stored. The callbacks
+compute what ``nutpie.compile_pymc_model``'s do (a test compares log density and gradient).
 
 **Reproducibility.** A model loaded from the cache runs the very machine code that was stored,
 so every fit that loads it draws the same numbers for a given seed. The fit that compiles it
@@ -276,7 +287,9 @@ def data_inputs(model: Any, outputs: list[Any] | None = None) -> list[Any]:
     return list(found)
 
 
-def model_fingerprint(model: Any, var_names: Iterable[str] | None = None) -> str | None:
+def model_fingerprint(
+    model: Any, var_names: Iterable[str] | None = None, outputs: list[Any] | None = None
+) -> str | None:
     """Fingerprint of what nutpie compiles from a PyMC model, or None when there is none.
 
     Two models with the same structure, priors and constants but other values in their
@@ -289,6 +302,8 @@ def model_fingerprint(model: Any, var_names: Iterable[str] | None = None) -> str
         The model.
     var_names : iterable of str, optional
         Variables kept in the trace (all when None).
+    outputs : list, optional
+        The model's log density and traced values, when already built.
 
     Returns
     -------
@@ -299,7 +314,7 @@ def model_fingerprint(model: Any, var_names: Iterable[str] | None = None) -> str
 
     free = [model.rvs_to_values[rv] for rv in model.free_RVs]
     try:
-        lines = graph_text(_traced_outputs(model))
+        lines = graph_text(outputs if outputs is not None else _traced_outputs(model))
     except UnfingerprintableError:
         return None
     header = {
@@ -334,16 +349,41 @@ def _input_specs(inputs: list[Any]) -> list[list[Any]]:
     return [["int64", 1]] + [[str(var.type.dtype), int(var.type.ndim)] for var in inputs]
 
 
-def _layout(model: Any, var_names: Iterable[str] | None) -> dict[str, Any]:
+def _shapes(
+    model: Any, point: dict[str, np.ndarray], remaining: list[Any]
+) -> dict[str, tuple[int, ...]]:
+    """Shapes of the sampled parameters and of the other traced values.
+
+    The first from an initial ``point``, the others from their graphs at that point.
+    """
+    import pytensor
+    import pytensor.tensor as pt
+
+    shapes = {name: np.shape(value) for name, value in point.items()}
+    if remaining:
+        values = [model.rvs_to_values[rv] for rv in model.free_RVs]
+        shape_function = pytensor.function(
+            [],
+            [pt.as_tensor(var, allow_xtensor_conversion=True).shape for var in remaining],
+            givens=[(value, pt.constant(point[value.name])) for value in values],
+            mode="FAST_COMPILE",
+            on_unused_input="ignore",
+        )
+        for var, shape in zip(remaining, shape_function(), strict=True):
+            shapes[var.name] = tuple(shape)
+    return shapes
+
+
+def _layout(
+    model: Any, var_names: Iterable[str] | None, point: dict[str, np.ndarray]
+) -> dict[str, Any]:
     """Where each parameter and traced value lies in nutpie's flat arrays, for this cohort.
 
     Returns nutpie's ``shape_info`` pieces (``names``, ``slices``, ``shapes``), ``n_dim``,
     ``n_expanded`` and ``layout``: per sampled parameter its start, stop and shape in the
     flat parameter vector, the int64 input the compiled functions slice it with.
     """
-    from nutpie.compile_pymc import _compute_shapes
-
-    shapes = _compute_shapes(model)
+    shapes = _shapes(model, point, _remaining(model, var_names))
     names: list[str] = []
     slices: list[slice] = []
     shape_list: list[tuple[int, ...]] = []
@@ -536,10 +576,6 @@ def _compiled_model(
     )
     from pymc.initial_point import make_initial_point_fn
 
-    layout = _layout(model, var_names)
-    names, slices, shapes = layout["names"], layout["slices"], layout["shapes"]
-    shape_info = (names, slices, shapes)
-    n_free = len(model.free_RVs)
     # the same initial points as nutpie.compile_pymc_model's defaults
     point = make_initial_point_fn(
         model=model,
@@ -547,6 +583,10 @@ def _compiled_model(
         jitter_rvs=set(model.free_RVs),
         return_transformed=True,
     )
+    layout = _layout(model, var_names, point(0))
+    names, slices, shapes = layout["names"], layout["slices"], layout["shapes"]
+    shape_info = (names, slices, shapes)
+    n_free = len(model.free_RVs)
     initial_point = _rv_dict_to_flat_array_wrapper(
         _wrap_with_lock(point), names=names[:n_free], shapes=shapes[:n_free]
     )
@@ -578,7 +618,7 @@ def _compiled_model(
     )
 
 
-def _load(model: Any, key: str, var_names: Iterable[str] | None) -> Any | None:
+def _load(model: Any, key: str, var_names: Iterable[str] | None, inputs: list[Any]) -> Any | None:
     """The compiled model from the cache, or None when any part of it is missing."""
     import numba
 
@@ -587,7 +627,6 @@ def _load(model: Any, key: str, var_names: Iterable[str] | None) -> Any | None:
         meta = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    inputs = data_inputs(model)
     if not isinstance(meta, dict) or not _INDEX_KEYS <= meta.keys():
         return None
     if meta["inputs"] != _input_specs(inputs):
@@ -688,9 +727,10 @@ def _functions(model: Any, var_names: Iterable[str] | None, inputs: list[Any]) -
     return logp_fn, expand_fn
 
 
-def _compile(model: Any, key: str | None, var_names: Iterable[str] | None) -> Any:
+def _compile(
+    model: Any, key: str | None, var_names: Iterable[str] | None, inputs: list[Any]
+) -> Any:
     """Compile the model's callbacks (into the cache unless ``key`` is None)."""
-    inputs = data_inputs(model)
     logp_fn, expand_fn = _functions(model, var_names, inputs)
     if logp_fn.get_shared() or expand_fn.get_shared():
         raise RuntimeError("a shared variable was left out of the compiled functions' inputs")
@@ -732,12 +772,14 @@ def compile_for_nutpie(model: Any, var_names: Iterable[str] | None = None) -> tu
         Loaded from the cache; compiled now and stored; or compiled now without the cache
         (cache turned off, or a model without a fingerprint).
     """
-    key = model_fingerprint(model, var_names) if cache_enabled() else None
+    outputs = _traced_outputs(model)
+    inputs = data_inputs(model, outputs)
+    key = model_fingerprint(model, var_names, outputs) if cache_enabled() else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=Warning)
         if key is not None:
-            compiled = _load(model, key, var_names)
+            compiled = _load(model, key, var_names, inputs)
             if compiled is not None:
                 return compiled, "cache"
-        compiled = _compile(model, key, var_names)
+        compiled = _compile(model, key, var_names, inputs)
     return compiled, "compiled" if key is not None else "uncached"
