@@ -13,7 +13,7 @@ Here the same two callbacks are made from source text registered with PyTensor's
 - **the cohort's data are inputs, not constants.** The models hold their cohort arrays as
   ``pm.Data``, and PyMC makes the length of every dimension a shared variable. The compiled
   functions take all of these as inputs, and the flat parameter vector is cut into
-  parameters by an int64 ``layout`` input (start, stop and shape of each), so nothing in
+  parameters by an int64 ``layout`` input (their sizes and shapes), so nothing in
   the machine code depends on the cohort's values or sizes. The callbacks read the arrays
   from a table of addresses and shapes that nutpie passes them (its ``user_data``).
 - **the fingerprint of the model** keys them on disk: the graph of its log density and of
@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 
 #: Bump when the callback source below changes.
-CALLBACK_VERSION = "3"
+CALLBACK_VERSION = "4"
 
 # The callbacks read the model's data inputs from nutpie's ``user_data``: a table of int64
 # holding the number of parameters, the number of traced values, then for each input its
@@ -380,21 +380,25 @@ def _layout(
     """Where each parameter and traced value lies in nutpie's flat arrays, for this cohort.
 
     Returns nutpie's ``shape_info`` pieces (``names``, ``slices``, ``shapes``), ``n_dim``,
-    ``n_expanded`` and ``layout``: per sampled parameter its start, stop and shape in the
-    flat parameter vector, the int64 input the compiled functions slice it with.
+    ``n_expanded`` and ``layout``, the int64 input the compiled functions cut the flat
+    parameter vector with: the size of each sampled parameter, then the shape of each one
+    with two or more dimensions.
     """
     shapes = _shapes(model, point, _remaining(model, var_names))
     names: list[str] = []
     slices: list[slice] = []
     shape_list: list[tuple[int, ...]] = []
-    layout: list[int] = []
+    sizes: list[int] = []
+    extra_shapes: list[int] = []
     count = 0
     free_values = [model.rvs_to_values[rv] for rv in model.free_RVs]
     for var in [*free_values, *_remaining(model, var_names)]:
         shape = tuple(int(n) for n in shapes[var.name])
         length = int(np.prod(shape, dtype=np.int64))
         if len(names) < len(free_values):
-            layout.extend([count, count + length, *shape])
+            sizes.append(length)
+            if len(shape) > 1:
+                extra_shapes.extend(shape)
         names.append(var.name)
         slices.append(slice(count, count + length))
         shape_list.append(shape)
@@ -409,7 +413,7 @@ def _layout(
         "shapes": shape_list,
         "n_dim": n_dim,
         "n_expanded": count,
-        "layout": np.asarray(layout, dtype=np.int64),
+        "layout": np.asarray(sizes + extra_shapes, dtype=np.int64),
     }
 
 
@@ -679,7 +683,7 @@ def _functions(model: Any, var_names: Iterable[str] | None, inputs: list[Any]) -
 
     As ``nutpie.compile_pymc_model`` builds them, except that nothing depends on the
     cohort's sizes or values: both take the flat parameter vector, an int64 ``layout``
-    (start, stop and shape of each sampled parameter in that vector) and the model's data
+    (size of each sampled parameter, shape of those with 2+ dimensions) and the data
     inputs, and return the same values as nutpie's.
     """
     import pytensor.tensor as pt
@@ -698,26 +702,31 @@ def _functions(model: Any, var_names: Iterable[str] | None, inputs: list[Any]) -
 
     joined = pt.dvector("_unconstrained_point")
     layout = pt.lvector("_layout")
-    pieces = []
-    position = 0
-    for value in values:
+    # layout: the size of each sampled parameter, then the shape of each one with two or
+    # more dimensions. One split (and one join in the gradient) rather than a slice per
+    # parameter keeps the graph, and numba's compilation of it, small.
+    pieces = pt.split(joined, layout[: len(values)], n_splits=len(values)) if values else []
+    if len(values) == 1:
+        pieces = [pieces]
+    position = len(values)
+    shaped = []
+    for value, piece in zip(values, pieces, strict=True):
         ndim = value.type.ndim
-        start, stop = layout[position], layout[position + 1]
-        shape = [layout[position + 2 + axis] for axis in range(ndim)]
-        position += 2 + ndim
-        piece = joined[start:stop].reshape(shape, ndim=ndim)
+        if ndim == 0:
+            piece = piece[0]
+        elif ndim > 1:
+            piece = piece.reshape(layout[position : position + ndim], ndim=ndim)
+            position += ndim
         if any(length is not None for length in value.type.shape):
             piece = pt.specify_shape(piece, value.type.shape)
-        pieces.append(piece.astype(value.dtype))
+        shaped.append(piece.astype(value.dtype))
     remaining = _remaining(model, var_names)
+    # the trace: the sampled (unconstrained) parameters as they come, then the others
     expanded = pt.concatenate(
-        [
-            *[piece.ravel() for piece in pieces],
-            *[pt.as_tensor(var, allow_xtensor_conversion=True).ravel() for var in remaining],
-        ]
+        [joined, *[pt.as_tensor(var, allow_xtensor_conversion=True).ravel() for var in remaining]]
     )
     symbolic = [var.type(name=var.name) for var in inputs]
-    replacements = dict(zip(values, pieces, strict=True))
+    replacements = dict(zip(values, shaped, strict=True))
     replacements.update(zip(inputs, symbolic, strict=True))
     logp, gradient, expanded = clone_replace([logp, gradient, expanded], replacements)
     arguments = [joined, layout, *symbolic]
