@@ -555,7 +555,6 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
     known = d["sural_known"].astype(bool)
     reduced_known = (known & (d["sural_reduced"] == 1)).astype(float)
     centred = spec.section("patients").get("parametrisation", "centred") == "centred"
-    centred_rates = spec.section("patients").get("rate_parametrisation", "non_centred") == "centred"
 
     with pm.Model(coords=coords) as model:
         # every array of the cohort is a ``pm.Data`` input of the compiled model rather
@@ -609,12 +608,7 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
             beta = pm.Normal("beta_covariate", 0.0, prior("covariate_sd"), dims="covariate")
             level_mean = level_mean + pt.dot(x, beta)
         rate_mean = slope + site_slope
-        if centred and centred_rates:
-            # each patient's rate sampled directly (hierarchical centring): best when
-            # every patient's visits pin their rate down (many patients, many visits)
-            rate = pm.Normal("patient_rate", rate_mean, patient_sd[1], dims="patient")
-            rate_z = (rate - rate_mean) / patient_sd[1]
-        elif centred:
+        if centred:
             rate_z = pm.Normal("patient_rate_z", 0.0, 1.0, dims="patient")
             rate = pm.Deterministic(
                 "patient_rate", rate_mean + patient_sd[1] * rate_z, dims="patient"
