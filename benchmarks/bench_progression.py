@@ -24,11 +24,13 @@ Usage::
     .venv/bin/python benchmarks/bench_progression.py
     .venv/bin/python benchmarks/bench_progression.py --repeats 3 --seed 7
     .venv/bin/python benchmarks/bench_progression.py --compile-cache off
+    .venv/bin/python benchmarks/bench_progression.py --compile-dir /tmp/empty  # first fit ever
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -46,7 +48,6 @@ def child(
     target_accept: float,
     compile_cache: str = "on",
 ) -> dict:
-    import os
     import warnings
 
     if compile_cache == "off":
@@ -123,7 +124,17 @@ def main() -> None:
         default="on",
         help="off: compile at every fit (MAGBAYES_COMPILE_CACHE=0)",
     )
+    parser.add_argument(
+        "--compile-dir",
+        default=None,
+        help="PyTensor compile directory of the fits (an empty folder: a machine's first fit)",
+    )
     args = parser.parse_args()
+    if args.compile_dir:  # inherited by the child processes
+        flags = os.environ.get("PYTENSOR_FLAGS", "")
+        os.environ["PYTENSOR_FLAGS"] = ",".join(
+            part for part in (flags, f"base_compiledir={Path(args.compile_dir).resolve()}") if part
+        )
     if args.child:
         emit(
             child(
