@@ -46,6 +46,7 @@ directory clears both. ``MAGBAYES_COMPILE_CACHE=0`` compiles every time.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -535,6 +536,7 @@ def _not_compiled(*args: Any) -> Any:
 # --------------------------------------------------------------------------- the model
 
 
+@functools.cache
 def _compiled_model_class() -> type:
     """The compiled-model class of nutpie, with ``with_data`` for magbayes's data table."""
     from nutpie.compile_pymc import CompiledPyMCModel
