@@ -359,7 +359,9 @@ def _core(value: Any, ndim: int) -> Any:
 
 @dataclass(frozen=True)
 class VisitLayout:
-    """Constants that turn per-patient and population parameters into per-visit values.
+    """Arrays that turn per-patient and population parameters into per-visit values.
+
+    numpy arrays (for predictive draws), or ``pm.Data`` inputs of the model (``as_data``).
 
     The latent disability at visit ``v`` of patient ``p`` is
     ``anchor[p] + rate[p] * time[v] + columns[v] @ coefficients``; a patient whose
