@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import magbayes as mb
+from magbayes.errors import SpecError
 from magbayes.fit import prepare, resolve_spec
 from magbayes.models import progression
 
@@ -121,6 +122,57 @@ def _onset_level(model, point):
     return fn(*[point[v.name] for v in model.value_vars])
 
 
+def test_rate_over_visits_is_the_same_model_in_other_coordinates(small_sim):
+    """Sampling each rate as seen over the visits changes coordinates, not the model: at the
+    same levels and rates, the joint density differs by the Jacobian of rate_z -> rate over
+    visits (log of the rate spread per patient), and the deterministics are equal."""
+    spec = resolve_spec("progression", {"patients": {"parametrisation": "centred"}})
+    _, _, centred = prepare(small_sim.cohort, spec)
+    spec = resolve_spec("progression", {"patients": {"parametrisation": "over_visits"}})
+    _, _, over_visits = prepare(small_sim.cohort, spec)
+    assert "patient_rate_over_visits" in over_visits.named_vars
+    assert "patient_rate_z" not in over_visits.named_vars
+
+    rng = np.random.default_rng(3)
+    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in centred.initial_point().items()}
+    wanted = ["patient_rate", "patient_level"]
+
+    def values(model, names, at):
+        outputs = model.replace_rvs_by_values([model[n] for n in names])
+        fn = model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore")
+        return dict(zip(names, fn(at), strict=True))
+
+    target = values(centred, wanted, point)
+
+    other = {k: v for k, v in point.items() if k != "patient_rate_z"}
+    n_patients = len(target["patient_rate"])
+    # patient_rate = rate over visits - (what the treatments and sural add): solve for it
+    at_zero = {**other, "patient_rate_over_visits": np.zeros(n_patients)}
+    offset = values(over_visits, ["patient_rate"], at_zero)["patient_rate"]
+    other["patient_rate_over_visits"] = target["patient_rate"] - offset
+    got = values(over_visits, wanted, other)
+    np.testing.assert_allclose(got["patient_rate"], target["patient_rate"], atol=1e-10)
+    np.testing.assert_allclose(got["patient_level"], target["patient_level"], atol=1e-10)
+
+    rate_spread = np.exp(point["patient_sd_log__"][1])
+    jacobian = n_patients * np.log(rate_spread)
+    np.testing.assert_allclose(
+        over_visits.compile_logp()(other), centred.compile_logp()(point) - jacobian, rtol=1e-10
+    )
+
+
+def test_patient_parametrisation_auto_follows_the_cohort_size(small_sim):
+    spec = resolve_spec("progression")
+    _, design, model = prepare(small_sim.cohort, spec)
+    assert "patient_rate_z" in model.named_vars  # 30 patients: rate before treatment
+    big = mb.simulate_cohort(n_patients=progression.RATE_OVER_VISITS_MIN_PATIENTS, seed=5)
+    _, _, model = prepare(big.cohort, spec)
+    assert "patient_rate_over_visits" in model.named_vars
+    with pytest.raises(SpecError, match="parametrisation"):
+        bad = resolve_spec("progression", {"patients": {"parametrisation": "both"}})
+        prepare(small_sim.cohort, bad)
+
+
 def test_marginal_likelihood_matches_explicit_mixture(small_sim):
     """The per-patient log-likelihood of an unknown-status patient is the mixture."""
     spec = resolve_spec("progression")
@@ -182,6 +234,34 @@ def test_ordinal_visit_logp_matches_pymc_ordered_logistic():
     np.testing.assert_allclose(ours[exact], reference[exact], rtol=1e-9, atol=1e-9)
     assert np.all(np.isfinite(ours)) and np.all(ours <= 0.0)
     np.testing.assert_allclose(ours[~exact], reference[~exact], rtol=1e-5)
+
+
+def test_ordinal_visit_logp_and_gradient_hold_far_into_the_tails():
+    """One exp and one log per visit give the two-softplus form's log-probability and
+    gradient (latent disability and cutpoints) for every category, |eta| up to 60."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    from magbayes.models import scores
+
+    cutpoints = pt.dvector("cutpoints")
+    eta = pt.dvector("eta")
+    value = np.repeat(np.arange(11), 601)
+    eta_values = np.tile(np.linspace(-60.0, 60.0, 601), 11)
+    ours = scores.visit_logp("ordered_logistic", pt.as_tensor(value), eta, cutpoints)
+    extended = pt.concatenate([[-np.inf], cutpoints, [np.inf]])
+    upper, lower = extended[value + 1], extended[value]
+    # log(sigmoid(upper - eta) - sigmoid(lower - eta)), written with two softplus
+    width = pt.log1mexp(pt.minimum(extended[:-1] - extended[1:], -1e-12))[value]
+    reference = -pt.softplus(eta - upper) - pt.softplus(lower - eta) + width
+    outputs = []
+    for logp in (ours, reference):
+        outputs += [logp, *pt.grad(logp.sum(), [eta, cutpoints])]
+    fn = pytensor.function([eta, cutpoints], outputs)
+    got = fn(eta_values, np.array([-6.0, -3.5, -1.0, 0.0, 1.5, 3.0, 4.5, 6.0, 8.0, 10.0]))
+    for mine, theirs in zip(got[:3], got[3:], strict=True):
+        assert np.all(np.isfinite(mine))
+        np.testing.assert_allclose(mine, theirs, rtol=1e-9, atol=1e-9)
 
 
 def test_ordinal_visit_logp_has_a_finite_gradient_in_jax():
