@@ -61,11 +61,12 @@ from typing import Any
 import numpy as np
 
 #: Bump when the callback source below changes.
-CALLBACK_VERSION = "4"
+CALLBACK_VERSION = "5"
 
 # The callbacks read the model's data inputs from nutpie's ``user_data``: a table of int64
 # holding the number of parameters, the number of traced values, then for each input its
-# address and its shape. ``{read}`` unpacks the table (generated per model structure).
+# address and its shape. ``{read}`` unpacks the table (generated per model structure) and
+# packs the parameter vector and the inputs into the tuple ``arguments`` of the call.
 _LOGP_SOURCE = """
 def magbayes_logp(dim, x_, out_, logp_, user_data_):
     table = numba.carray(user_data_, (TABLE_SIZE,), np.int64)
@@ -76,7 +77,7 @@ def magbayes_logp(dim, x_, out_, logp_, user_data_):
         out = numba.carray(out_, (dim,))
         logp = numba.carray(logp_, ())
 {read}
-        logp_value, gradient = logp_and_gradient(x, {arguments})
+        logp_value, gradient = logp_and_gradient(*arguments)
         logp[()] = logp_value
         for i in range(dim):
             out[i] = gradient[i]
@@ -100,7 +101,7 @@ def magbayes_expand(dim, expanded, x_, out_, user_data_):
         x = numba.carray(x_, (dim,))
         out = numba.carray(out_, (expanded,))
 {read}
-        (values,) = expand(x, {arguments})
+        (values,) = expand(*arguments)
         for i in range(expanded):
             out[i] = values[i]
     except Exception:
@@ -465,11 +466,15 @@ def _sources(specs: list[list[Any]]) -> tuple[str, str, dict[str, Any]]:
         )
         position += 1 + ndim
     env["TABLE_SIZE"] = position
-    arguments = ", ".join(f"in{number}" for number in range(len(specs)))
+    # A call or tuple display of more than 30 items compiles to a list turned into a
+    # tuple, which numba cannot type: the arguments go in tuples of at most 20, added up.
+    names = ["x", *(f"in{number}" for number in range(len(specs)))]
+    parts = [names[start : start + 20] for start in range(0, len(names), 20)]
+    for number, part in enumerate(parts):
+        reads.append(f"        part{number} = ({', '.join(part)},)")
+    reads.append("        arguments = " + " + ".join(f"part{n}" for n in range(len(parts))))
     read = "\n".join(reads)
-    logp = _LOGP_SOURCE.replace("{read}", read).replace("{arguments}", arguments)
-    expand = _EXPAND_SOURCE.replace("{read}", read).replace("{arguments}", arguments)
-    return logp, expand, env
+    return _LOGP_SOURCE.replace("{read}", read), _EXPAND_SOURCE.replace("{read}", read), env
 
 
 def _callback(source: str, name: str, key: str | None, env: dict[str, Any], signature: Any) -> Any:

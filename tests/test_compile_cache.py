@@ -195,6 +195,24 @@ def test_another_cohort_of_the_same_structure_loads_the_compiled_model():
     )
 
 
+def test_a_model_with_more_than_thirty_data_inputs_compiles():
+    """The callbacks pass every data input to the compiled graph: past 30 arguments Python
+    builds a call from a list, which numba cannot type (the progression model with hundreds
+    of patients, some early-sural statuses unknown, has 32 inputs)."""
+    rng = np.random.default_rng(4)
+    with pm.Model() as model:
+        shifts = [pm.Data(f"shift_{k}", rng.normal(size=3)) for k in range(34)]
+        level = pm.Normal("level", 0.0, 1.0)
+        pm.Normal("outcome", level + pt.sum(pt.stack(shifts), axis=0), 1.0, observed=np.ones(3))
+    assert len(compile_cache.data_inputs(model)) > 30
+    compiled, _ = compile_for_nutpie(model)
+    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    for level in (-1.0, 0.5):
+        density, gradient = _density(compiled, np.array([level]))
+        np.testing.assert_allclose(density, logp({"level": level}), rtol=1e-12)
+        np.testing.assert_allclose(gradient, dlogp({"level": level}), rtol=1e-12)
+
+
 def test_with_data_gives_the_density_of_the_new_data():
     compiled, _ = compile_for_nutpie(data_model())
     other = data_model(seed=31)  # same sizes, other outcomes

@@ -122,6 +122,43 @@ def _onset_level(model, point):
     return fn(*[point[v.name] for v in model.value_vars])
 
 
+def _values(model, names, at):
+    """Values of model variables at a point of its value variables."""
+    outputs = model.replace_rvs_by_values([model[n] for n in names])
+    fn = model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore")
+    return dict(zip(names, fn(at), strict=True))
+
+
+def _jittered_point(model, seed):
+    rng = np.random.default_rng(seed)
+    return {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
+
+
+def test_unknown_status_level_lies_between_the_statuses_without_changing_the_model(small_sim):
+    """For a patient whose early-sural status is unknown, the sampled level over the visits
+    is shifted towards "reduced" by the known share of reduction: at the same level at
+    onset, the joint density is the one without the shift (a unit-Jacobian shift)."""
+    import pymc as pm
+
+    _, design, model = prepare(small_sim.cohort, resolve_spec("progression"))
+    unknown = ~design.data["sural_known"].astype(bool)
+    assert unknown.any()
+    share = float(model["unknown_status_share"].get_value())
+    assert 0.0 < share < 1.0
+    point = _jittered_point(model, 5)
+    level = _values(model, ["patient_level"], point)["patient_level"]
+    logp = model.compile_logp()(point)
+
+    with model:
+        pm.set_data({"unknown_status_share": np.asarray(0.0)})
+    at_zero = {**point, "patient_level_over_visits": np.zeros(len(level))}
+    offset = _values(model, ["patient_level"], at_zero)["patient_level"]
+    moved = {**point, "patient_level_over_visits": level - offset}
+    shift = point["patient_level_over_visits"] - moved["patient_level_over_visits"]
+    assert np.all(np.abs(shift[unknown]) > 1e-6) and np.allclose(shift[~unknown], 0.0)
+    np.testing.assert_allclose(model.compile_logp()(moved), logp, rtol=1e-10)
+
+
 def test_rate_over_visits_is_the_same_model_in_other_coordinates(small_sim):
     """Sampling each rate as seen over the visits changes coordinates, not the model: at the
     same levels and rates, the joint density differs by the Jacobian of rate_z -> rate over
@@ -133,24 +170,18 @@ def test_rate_over_visits_is_the_same_model_in_other_coordinates(small_sim):
     assert "patient_rate_over_visits" in over_visits.named_vars
     assert "patient_rate_z" not in over_visits.named_vars
 
-    rng = np.random.default_rng(3)
-    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in centred.initial_point().items()}
+    point = _jittered_point(centred, 3)
     wanted = ["patient_rate", "patient_level"]
 
-    def values(model, names, at):
-        outputs = model.replace_rvs_by_values([model[n] for n in names])
-        fn = model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore")
-        return dict(zip(names, fn(at), strict=True))
-
-    target = values(centred, wanted, point)
+    target = _values(centred, wanted, point)
 
     other = {k: v for k, v in point.items() if k != "patient_rate_z"}
     n_patients = len(target["patient_rate"])
     # patient_rate = rate over visits - (what the treatments and sural add): solve for it
     at_zero = {**other, "patient_rate_over_visits": np.zeros(n_patients)}
-    offset = values(over_visits, ["patient_rate"], at_zero)["patient_rate"]
+    offset = _values(over_visits, ["patient_rate"], at_zero)["patient_rate"]
     other["patient_rate_over_visits"] = target["patient_rate"] - offset
-    got = values(over_visits, wanted, other)
+    got = _values(over_visits, wanted, other)
     np.testing.assert_allclose(got["patient_rate"], target["patient_rate"], atol=1e-10)
     np.testing.assert_allclose(got["patient_level"], target["patient_level"], atol=1e-10)
 

@@ -491,6 +491,15 @@ def _score_dtype(family: str) -> str:
     return "int8" if family == "ordered_logistic" else "float64"
 
 
+def _unknown_status_share(known: np.ndarray, reduced_known: np.ndarray) -> np.ndarray:
+    """Where between the two statuses the sampled level of an unknown status lies.
+
+    The share of early sural reduction among the known statuses (0.5 when none is known):
+    0 puts it at the "preserved" level over the visits, 1 at the "reduced" one.
+    """
+    return np.asarray(reduced_known[known].mean() if known.any() else 0.5, float)
+
+
 def _per_patient_slope(
     values: np.ndarray, time: np.ndarray, patient: np.ndarray, n_patients: int
 ) -> np.ndarray:
@@ -730,6 +739,8 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
             # need the times and exposures centred on each patient's mean.
             mean_years = _per_patient_mean(years, patient, n_patients)
             mean_exposure = _per_patient_mean(exposure, patient, n_patients)
+            rituximab_years = np.asarray(d["rituximab_years"], float)
+            mean_rituximab = _per_patient_mean(rituximab_years, patient, n_patients)
             time = years - mean_years[patient]
             exposure = exposure - mean_exposure[patient]
             if patients_as == "over_visits":
@@ -761,14 +772,27 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
             mean_change = rate_with_sural * _data("patient_mean_years", mean_years) + pt.dot(
                 _data("patient_mean_exposure", mean_exposure), coefficient
             )
+            # A patient whose early-sural status is unknown has, under "reduced", every
+            # visit shifted by rate_sural x years + gamma_x x rituximab years (summed out in
+            # the likelihood). Their sampled level lies that share of the mean shift between
+            # the two statuses' levels over the visits, so that the level is not pulled
+            # along by rate_sural times their mean years since onset whenever their visits
+            # favour "reduced". Same model: a shift by other parameters.
+            unknown_shift = pt.zeros(())
+            if not known.all():
+                share = _data("unknown_status_share", _unknown_status_share(known, reduced_known))
+                unknown_shift = share * (
+                    rate_sural * _data("unknown_mean_years", mean_years * ~known)
+                    + gamma_x * _data("unknown_mean_rituximab_years", mean_rituximab * ~known)
+                )
             level_over_visits = pm.Normal(
                 "patient_level_over_visits",
-                level_mean + patient_corr * patient_sd[0] * rate_z + mean_change,
+                level_mean + patient_corr * patient_sd[0] * rate_z + mean_change + unknown_shift,
                 patient_sd[0] * pt.sqrt(1.0 - patient_corr**2),
                 dims="patient",
             )
-            pm.Deterministic("patient_level", level_over_visits - mean_change, dims="patient")
-            anchor = level_over_visits
+            anchor = level_over_visits - unknown_shift
+            pm.Deterministic("patient_level", anchor - mean_change, dims="patient")
             if patients_as == "over_visits":
                 rate_with_sural = rate_visits  # the coefficient of the centred time
         else:
