@@ -159,13 +159,18 @@ def test_unknown_status_level_lies_between_the_statuses_without_changing_the_mod
     np.testing.assert_allclose(model.compile_logp()(moved), logp, rtol=1e-10)
 
 
-def test_rate_over_visits_is_the_same_model_in_other_coordinates(small_sim):
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"outcome": {"score": "irods"}, "treatments": {"level_change": True}}],
+    ids=["incat", "irods-with-level-change"],
+)
+def test_rate_over_visits_is_the_same_model_in_other_coordinates(small_sim, options):
     """Sampling each rate as seen over the visits changes coordinates, not the model: at the
     same levels and rates, the joint density differs by the Jacobian of rate_z -> rate over
     visits (log of the rate spread per patient), and the deterministics are equal."""
-    spec = resolve_spec("progression", {"patients": {"parametrisation": "centred"}})
+    spec = resolve_spec("progression", {**options, "patients": {"parametrisation": "centred"}})
     _, _, centred = prepare(small_sim.cohort, spec)
-    spec = resolve_spec("progression", {"patients": {"parametrisation": "over_visits"}})
+    spec = resolve_spec("progression", {**options, "patients": {"parametrisation": "over_visits"}})
     _, _, over_visits = prepare(small_sim.cohort, spec)
     assert "patient_rate_over_visits" in over_visits.named_vars
     assert "patient_rate_z" not in over_visits.named_vars
