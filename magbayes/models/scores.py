@@ -86,10 +86,10 @@ def visit_logp(
     500; transcendental functions dominate a gradient on large cohorts.
     """
     if family == "ordered_logistic":
-        # The end categories' outer cutpoints: far enough that softplus of what lies beyond
-        # is 0 in float64 (exp(-500)), near enough that exp(500) does not overflow, because
-        # PyTensor's JAX softplus evaluates every branch of a `where` and jax.grad of an
-        # overflowed branch is NaN (numpyro and blackjax then diverge at every step).
+        # The end categories' outer cutpoints: far enough that the probability beyond them
+        # is 0 in float64 (exp(-500)), near enough that no exp below overflows for any
+        # realistic eta, because jax.grad of an overflowed value is NaN (numpyro and
+        # blackjax then diverge at every step).
         edge = pt.constant(np.array([500.0]))
         extended = pt.concatenate([-edge, param, edge])
         # per category: log(1 - exp(c[y - 1] - c[y])), 0 for the two end categories
