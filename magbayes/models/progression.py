@@ -563,9 +563,10 @@ def _centred_sites(design: Design, spec: Spec) -> bool:
 
 #: ``[patients] parametrisation = "auto"`` samples each patient's rate as seen over their
 #: visits ("over_visits") from this many patients with a scored visit, and the rate before
-#: treatment non-centred ("centred") below it. With 500 and 5,000 patients the population
-#: rate effects then mix 1.1 to 3 times better per draw; with 47 the first form had
-#: divergences that the second has not. Measured in docs/performance.md.
+#: treatment non-centred ("centred") below it. From 200 to 5,000 patients the population
+#: rate effects then mix 1.1 to 3 times better per draw; at 100 neither form is ahead, and
+#: at 47 the first had divergences that the second has not. Measured in
+#: docs/performance.md (section "Session 7").
 RATE_OVER_VISITS_MIN_PATIENTS: int = 200
 
 PATIENT_PARAMETRISATIONS = ("auto", "centred", "over_visits", "non_centred")
