@@ -130,7 +130,11 @@ def draw_visits(
         Integer scores, or centiles / 100 for ``beta``.
     """
     if family == "ordered_logistic":
-        below = expit(np.asarray(param)[None, :] - eta[:, None])  # P(score <= k)
-        return (rng.random(eta.shape)[:, None] > below).sum(axis=-1)
+        # The latent disability plus standard logistic noise falls below cutpoint k with
+        # probability sigmoid(c_k - eta) = P(score <= k); the score is the number of
+        # cutpoints below it. One draw and a binary search per visit, instead of a
+        # (visit, cutpoint) matrix of probabilities.
+        latent = eta + rng.logistic(size=np.shape(eta))
+        return np.searchsorted(np.asarray(param), latent, side="left")
     mean = expit(-eta)
     return rng.beta(mean * param, (1.0 - mean) * param)
