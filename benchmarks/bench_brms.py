@@ -152,11 +152,13 @@ def child_magbayes(n_patients: int, seed: int, draws: int, tune: int, chains: in
 
     warnings.simplefilter("ignore")
     started = time.perf_counter()
-    _, _, (_, design, model) = _data(n_patients, seed)
+    _, spec, (_, design, model) = _data(n_patients, seed)
+    from magbayes.fit import starting_values
     from magbayes.sampler import sample_posterior
 
     settings = progression_settings(draws=draws, tune=tune, chains=chains, seed=seed)
-    tree = sample_posterior(model, settings)  # what mb.fit does (compile cache included)
+    # what mb.fit does (compile cache and starting values included)
+    tree = sample_posterior(model, settings, start=starting_values(spec, design))
     wall = time.perf_counter() - started
     post = tree["posterior"].to_dataset()
     names = [

@@ -69,12 +69,15 @@ def child(sampler: str, n_patients: int, seed: int, draws: int, tune: int, chain
     import arviz as az
     import pymc as pm
 
-    from magbayes.fit import prepare, resolve_spec
+    from magbayes.fit import prepare, resolve_spec, starting_values
     from magbayes.simulate import simulate_cohort
 
     warnings.simplefilter("ignore")
     cohort = simulate_cohort(n_patients=n_patients, n_sites=2, seed=seed).cohort
-    _, _, model = prepare(cohort, resolve_spec("progression"))
+    spec = resolve_spec("progression")
+    _, design, model = prepare(cohort, spec)
+    # every sampler starts where mb.fit does
+    start = starting_values(spec, design)
     if sampler in NEEDS:
         from pymc.model.transform.optimization import freeze_dims_and_data
 
@@ -92,10 +95,15 @@ def child(sampler: str, n_patients: int, seed: int, draws: int, tune: int, chain
         options["nuts"] = {"chain_method": "vectorized"}
     started = time.perf_counter()
     if sampler == "nutpie":
-        tree = sample_posterior(model, settings)  # what mb.fit does (compile cache included)
+        # what mb.fit does (compile cache and starting values included)
+        tree = sample_posterior(model, settings, start=start)
     else:
         tree = pm.sample(
-            model=model, **options, progressbar=False, compute_convergence_checks=False
+            model=model,
+            **options,
+            initvals=start or None,
+            progressbar=False,
+            compute_convergence_checks=False,
         )
     wall = time.perf_counter() - started
     post = tree["posterior"].to_dataset()

@@ -47,7 +47,7 @@ def child(
 
     import arviz as az
 
-    from magbayes.fit import prepare, resolve_spec
+    from magbayes.fit import prepare, resolve_spec, starting_values
     from magbayes.sampler import parallel_chains, sample_posterior
     from magbayes.simulate import simulate_cohort
 
@@ -61,7 +61,8 @@ def child(
     started = time.perf_counter()
     _, design, model = prepare(cohort, spec)
     sample_start = time.perf_counter()
-    tree = sample_posterior(model, settings)  # what mb.fit does (compile cache included)
+    # what mb.fit does (compile cache and starting values included)
+    tree = sample_posterior(model, settings, start=starting_values(spec, design))
     sample_wall = time.perf_counter() - sample_start
     wall = time.perf_counter() - started
     post = tree["posterior"].to_dataset()

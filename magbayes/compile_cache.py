@@ -53,7 +53,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -578,8 +578,13 @@ def _compiled_model(
     expand_callback: Any,
     logp_function: Any = None,
     expand_function: Any = None,
+    start: Mapping[str, Any] | None = None,
 ) -> Any:
-    """Wrap the two callbacks and this cohort's data in nutpie's compiled-model object."""
+    """Wrap the two callbacks and this cohort's data in nutpie's compiled-model object.
+
+    ``start`` overrides the starting values of some variables (by name, constrained
+    scale); the others start at their support point. All are jittered, as nutpie does.
+    """
     from nutpie.compile_pymc import (
         _prepare_dims_and_coords,
         _rv_dict_to_flat_array_wrapper,
@@ -587,9 +592,10 @@ def _compiled_model(
     )
     from pymc.initial_point import make_initial_point_fn
 
-    # the same initial points as nutpie.compile_pymc_model's defaults
+    # the same initial points as nutpie.compile_pymc_model's defaults, unless overridden
     point = make_initial_point_fn(
         model=model,
+        overrides=dict(start) if start else None,
         default_strategy="support_point",
         jitter_rvs=set(model.free_RVs),
         return_transformed=True,
@@ -629,7 +635,13 @@ def _compiled_model(
     )
 
 
-def _load(model: Any, key: str, var_names: Iterable[str] | None, inputs: list[Any]) -> Any | None:
+def _load(
+    model: Any,
+    key: str,
+    var_names: Iterable[str] | None,
+    inputs: list[Any],
+    start: Mapping[str, Any] | None = None,
+) -> Any | None:
     """The compiled model from the cache, or None when any part of it is missing."""
     import numba
 
@@ -647,7 +659,9 @@ def _load(model: Any, key: str, var_names: Iterable[str] | None, inputs: list[An
         logp, expand = _callbacks(key, meta["inputs"], _not_compiled, _not_compiled)
     except numba.core.errors.NumbaError:
         return None  # numba's files were removed: compile afresh
-    return _compiled_model(model, var_names, inputs, logp_callback=logp, expand_callback=expand)
+    return _compiled_model(
+        model, var_names, inputs, logp_callback=logp, expand_callback=expand, start=start
+    )
 
 
 def _graph_function(function: Any) -> Any:
@@ -744,7 +758,11 @@ def _functions(model: Any, var_names: Iterable[str] | None, inputs: list[Any]) -
 
 
 def _compile(
-    model: Any, key: str | None, var_names: Iterable[str] | None, inputs: list[Any]
+    model: Any,
+    key: str | None,
+    var_names: Iterable[str] | None,
+    inputs: list[Any],
+    start: Mapping[str, Any] | None = None,
 ) -> Any:
     """Compile the model's callbacks (into the cache unless ``key`` is None)."""
     logp_fn, expand_fn = _functions(model, var_names, inputs)
@@ -762,10 +780,15 @@ def _compile(
         expand_callback=expand,
         logp_function=logp_fn,
         expand_function=expand_fn,
+        start=start,
     )
 
 
-def compile_for_nutpie(model: Any, var_names: Iterable[str] | None = None) -> tuple[Any, str]:
+def compile_for_nutpie(
+    model: Any,
+    var_names: Iterable[str] | None = None,
+    start: Mapping[str, Any] | None = None,
+) -> tuple[Any, str]:
     """A model compiled for ``nutpie.sample``, from the cache when it has been compiled before.
 
     The compiled model takes the cohort's ``pm.Data`` arrays and dimension lengths as inputs,
@@ -778,6 +801,10 @@ def compile_for_nutpie(model: Any, var_names: Iterable[str] | None = None) -> tu
         The model.
     var_names : iterable of str, optional
         Variables kept in the trace (all when None).
+    start : mapping of str to array, optional
+        Starting values of some free variables, by name, on their constrained scale
+        (a model's ``starting_values``); the others start at their support point. Not part
+        of the fingerprint: the compiled callbacks do not depend on it.
 
     Returns
     -------
@@ -794,8 +821,8 @@ def compile_for_nutpie(model: Any, var_names: Iterable[str] | None = None) -> tu
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=Warning)
         if key is not None:
-            compiled = _load(model, key, var_names, inputs)
+            compiled = _load(model, key, var_names, inputs, start)
             if compiled is not None:
                 return compiled, "cache"
-        compiled = _compile(model, key, var_names, inputs)
+        compiled = _compile(model, key, var_names, inputs, start)
     return compiled, "compiled" if key is not None else "uncached"

@@ -95,6 +95,17 @@ def prepare(cohort: Cohort, spec: Spec) -> tuple[Cohort, Design, pm.Model]:
     return cohort, design, model
 
 
+def starting_values(spec: Spec, design: Design) -> dict[str, np.ndarray]:
+    """Where the sampler starts for this spec's model and cohort (empty: its defaults).
+
+    The model module's ``starting_values`` when it has one (the progression model reads
+    them off each patient's scores); they move the start only, not the model.
+    """
+    module = get_model_module(spec.model)
+    make = getattr(module, "starting_values", None)
+    return make(design, spec) if make is not None else {}
+
+
 def fit(
     cohort: Cohort | str | Path,
     model: str | Path | Spec = "progression",
@@ -156,7 +167,9 @@ def fit(
         warnings.filterwarnings("ignore", category=FutureWarning)
         sample_start = time.perf_counter()
         # the gate is computed by FitResult.diagnostics (ArviZ), not by the sampler
-        tree = sample_posterior(pm_model, settings, sampler, progress=progress)
+        tree = sample_posterior(
+            pm_model, settings, sampler, progress=progress, start=starting_values(spec, design)
+        )
         sampling_seconds = time.perf_counter() - sample_start
         timing = {"sampling_seconds": sampling_seconds}
         # the outcome's log-likelihood only (not the early-sural statuses' Bernoulli)

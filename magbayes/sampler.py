@@ -109,7 +109,12 @@ def nutpie_seed(seed: int, chains: int) -> int:
 
 
 def sample_posterior(
-    model: pm.Model, settings: Mapping[str, Any], sampler: str = "nutpie", *, progress: bool = False
+    model: pm.Model,
+    settings: Mapping[str, Any],
+    sampler: str = "nutpie",
+    *,
+    progress: bool = False,
+    start: Mapping[str, Any] | None = None,
 ) -> xr.DataTree:
     """Draw from a model's posterior with the spec's ``[sampler]`` settings.
 
@@ -128,6 +133,9 @@ def sample_posterior(
         NUTS implementation.
     progress : bool
         Show sampling progress.
+    start : mapping of str to array, optional
+        Starting values of some free variables, by name, on their constrained scale (the
+        model module's ``starting_values``); jittered like the others.
 
     Returns
     -------
@@ -141,14 +149,18 @@ def sample_posterior(
     options = sample_options(settings, sampler)
     if sampler != "nutpie":
         return pm.sample(
-            model=model, **options, progressbar=progress, compute_convergence_checks=False
+            model=model,
+            **options,
+            initvals=dict(start) if start else None,
+            progressbar=progress,
+            compute_convergence_checks=False,
         )
     import nutpie
     from pymc.backends.arviz import patch_nutpie_idata
 
     from magbayes.compile_cache import compile_for_nutpie
 
-    compiled, source = compile_for_nutpie(model)
+    compiled, source = compile_for_nutpie(model, start=start)
     started = time.perf_counter()
     tree = nutpie.sample(
         compiled,

@@ -282,7 +282,7 @@ def fit_point(
     dict
         A row of ``sensitivity.csv`` (see :data:`COLUMNS`).
     """
-    from magbayes.fit import FitResult, prepare
+    from magbayes.fit import FitResult, prepare, starting_values
     from magbayes.sampler import sample_posterior
 
     row: dict[str, Any] = {c: np.nan for c in COLUMNS} | asdict(point)
@@ -297,7 +297,8 @@ def fit_point(
             # one core per grid point: the points themselves run in parallel
             settings = {"draws": draws, "tune": tune, "chains": chains, "cores": 1}
             settings |= {"seed": seed, "target_accept": target_accept}
-            tree = sample_posterior(model, settings, sampler)
+            start = starting_values(point_spec, design)
+            tree = sample_posterior(model, settings, sampler, start=start)
         seconds = time.perf_counter() - started
         result = FitResult(
             posterior=tree,

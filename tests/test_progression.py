@@ -159,6 +159,64 @@ def test_unknown_status_level_lies_between_the_statuses_without_changing_the_mod
     np.testing.assert_allclose(model.compile_logp()(moved), logp, rtol=1e-10)
 
 
+def test_starting_values_are_read_off_the_scores():
+    """Patients start at levels that follow their true levels; rates within the limit."""
+    from scipy.stats import spearmanr
+
+    from magbayes.fit import starting_values
+
+    sim = mb.simulate_cohort(n_patients=250, seed=7)  # 250 patients: over_visits
+    spec = resolve_spec("progression")
+    _, design, model = prepare(sim.cohort, spec)
+    start = starting_values(spec, design)
+    free = {rv.name: model.initial_point()[model.rvs_to_values[rv].name] for rv in model.free_RVs}
+    assert set(start) == {
+        "patient_level_over_visits",
+        "patient_rate_over_visits",
+        "patient_sd",
+        "level_intercept",
+    }
+    for name, value in start.items():
+        assert np.shape(value) == np.shape(free[name]), name
+        assert np.all(np.isfinite(value)), name
+    true_level = [sim.truth["patients"][p]["level"] for p in design.coords["patient"]]
+    assert spearmanr(start["patient_level_over_visits"], true_level).statistic > 0.5
+    rate = start["patient_rate_over_visits"]
+    assert np.all(np.abs(rate) <= progression.INITIAL_RATE_LIMIT)
+    assert rate.std() > 0.1  # read off the scores, not all at one value
+    assert np.all(start["patient_sd"] > 0)
+    # non-centred patients start at their standardised offsets' 0
+    non_centred = resolve_spec("progression", {"patients": {"parametrisation": "non_centred"}})
+    assert starting_values(non_centred, design) == {}
+
+
+def test_the_sampler_starts_from_the_starting_values(small_sim):
+    """The compiled model's initial points lie within the jitter (±1) of the starting values."""
+    from magbayes.compile_cache import compile_for_nutpie
+    from magbayes.fit import starting_values
+
+    spec = resolve_spec("progression")
+    _, design, model = prepare(small_sim.cohort, spec)
+    start = starting_values(spec, design)
+    level = start["patient_level_over_visits"]
+    assert level.std() > 1.0  # far apart, so the default start (one value ± 1) would fail
+    for given, spread in ((start, 1.0), (None, level.max() - level.min())):
+        compiled, _ = compile_for_nutpie(model, start=given)
+        offset = 0
+        for name, shape in compiled._shapes.items():
+            size = int(np.prod(shape))
+            if name == "patient_level_over_visits":
+                break
+            offset += size
+        for seed in (1, 2):
+            point = compiled.initial_point_func(seed)[offset : offset + size]
+            distance = np.abs(point - level)
+            if given is not None:
+                assert np.all(distance <= spread)
+            else:
+                assert distance.max() > 1.0
+
+
 @pytest.mark.parametrize(
     "options",
     [{}, {"outcome": {"score": "irods"}, "treatments": {"level_change": True}}],
@@ -327,21 +385,24 @@ def test_drawn_scores_follow_the_likelihood():
     from magbayes.models import scores
 
     cutpoints = np.array([-3.0, -1.0, 0.0, 0.5, 2.5, 4.0])
-    eta = np.full(20000, 0.7)
+    # two latent values interleaved: each visit's score follows its own latent value
+    eta = np.tile([0.7, -2.2], 20000)
     drawn = scores.draw_visits("ordered_logistic", eta, cutpoints, np.random.default_rng(1))
     categories = np.arange(len(cutpoints) + 1)
-    expected = np.exp(
-        scores.visit_logp(
-            "ordered_logistic",
-            pt.as_tensor(categories),
-            pt.as_tensor(np.full(len(categories), 0.7)),
-            pt.as_tensor(cutpoints),
-        ).eval()
-    )
-    assert expected.sum() == pytest.approx(1.0, abs=1e-12)
-    observed = np.bincount(drawn, minlength=len(categories)) / len(drawn)
-    # binomial standard error of each share is at most 0.0036 with 20,000 draws
-    np.testing.assert_allclose(observed, expected, atol=0.015)
+    for latent in (0.7, -2.2):
+        expected = np.exp(
+            scores.visit_logp(
+                "ordered_logistic",
+                pt.as_tensor(categories),
+                pt.as_tensor(np.full(len(categories), latent)),
+                pt.as_tensor(cutpoints),
+            ).eval()
+        )
+        assert expected.sum() == pytest.approx(1.0, abs=1e-12)
+        at_latent = drawn[eta == latent]
+        observed = np.bincount(at_latent, minlength=len(categories)) / len(at_latent)
+        # binomial standard error of each share is at most 0.0036 with 20,000 draws
+        np.testing.assert_allclose(observed, expected, atol=0.015)
 
 
 def test_treatment_exposure_equals_a_course_by_course_sum():

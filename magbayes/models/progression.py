@@ -532,6 +532,88 @@ def _per_patient_slope(
     return np.where(spread[:, None] > 1e-12, cross / safe[:, None], 0.0)
 
 
+#: Largest starting rate read off a patient's scores (logit units per year): two visits
+#: close in time can imply any slope.
+INITIAL_RATE_LIMIT: float = 1.5
+
+
+def starting_values(design: Design, spec: Spec) -> dict[str, np.ndarray]:
+    """Where the sampler starts, read off each patient's scores.
+
+    Started at the prior's centre, with every patient at the same level, the chains of a
+    1,000-patient cohort first spent tens of tuning iterations of up to 2,047 leapfrog
+    steps each before reaching the posterior (docs/performance.md, session 8). These
+    values only move that start: the sampler still adds its jitter (uniform in ±1 on the
+    unconstrained scale), and the model and its posterior are unchanged.
+
+    Parameters
+    ----------
+    design : Design
+        From :func:`make_design`.
+    spec : Spec
+        Resolved progression spec.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Starting values by variable name (constrained scale): each patient's level over
+        their visits (the mean of a rough latent disability read off each score, logit
+        units) and, with ``over_visits`` patients, its slope over their visits (logit
+        units per year, limited to ±``INITIAL_RATE_LIMIT``); the spread of the levels at
+        onset and rates these imply across patients (``patient_sd``) and the mean level
+        at onset (``level_intercept``). Empty when the patients are non-centred (their
+        standardised offsets start at 0).
+    """
+    patients_as = _patient_parametrisation(design, spec)
+    if patients_as == "non_centred":
+        return {}
+    family = design.counts["likelihood"]
+    spacing = 1.0
+    if family == "ordered_logistic":
+        spacing = blocks.prior_from_spec(
+            spec.section("priors"), "cutpoint_spacing", DEFAULTS["priors"]["cutpoint_spacing"]
+        )
+    patient = np.asarray(design.data["patient_of_visit"], int)
+    n_patients = len(design.coords["patient"])
+    years = np.asarray(design.data["years_since_onset"], float)
+    latent = _initial_latent(design, family, spacing)
+    level = _per_patient_mean(latent, patient, n_patients)
+    mean_years = _per_patient_mean(years, patient, n_patients)
+    time = years - mean_years[patient]
+    rate = _per_patient_slope((latent - level[patient])[:, None], time, patient, n_patients)
+    rate = np.clip(rate[:, 0], -INITIAL_RATE_LIMIT, INITIAL_RATE_LIMIT)
+    scored = np.bincount(patient, minlength=n_patients) > 0
+    if not scored.any():
+        scored = np.ones(n_patients, bool)
+    level[~scored] = level[scored].mean()
+    values = {"patient_level_over_visits": level}
+    if patients_as == "over_visits":
+        values["patient_rate_over_visits"] = rate
+        at_onset = level - rate * mean_years
+    else:
+        # the rates start at the population's (offsets at 0): the same level at onset
+        at_onset = level
+    spread = np.array([at_onset[scored].std(), rate[scored].std()])
+    # a spread of 0 is outside the support of a HalfNormal's log transform
+    values["patient_sd"] = np.maximum(spread, [0.1, 0.01])
+    values["level_intercept"] = np.asarray(at_onset[scored].mean())
+    return values
+
+
+def _initial_latent(design: Design, family: str, spacing: float) -> np.ndarray:
+    """A rough latent disability at each visit, read off its observed score (logit units).
+
+    Only a starting point for the sampler: an integer score is placed midway between the
+    cutpoints around it, as they are at the start (``spacing`` apart, the one above the
+    median score at 0); an I-RODS centile at the logit of its complement.
+    """
+    score = np.asarray(design.data["score"], float)
+    if family == "ordered_logistic":
+        return (score - _anchor_cutpoint(design) - 0.5) * spacing
+    unit = np.clip(score, 0.01, 0.99)  # centile / 100 (the design's I-RODS values)
+    return np.log1p(-unit) - np.log(unit)
+
+
 def _per_patient_mean(values: np.ndarray, patient: np.ndarray, n_patients: int) -> np.ndarray:
     """Mean of per-visit values over each patient's visits (0 for a patient without any)."""
     values = np.asarray(values, float)
