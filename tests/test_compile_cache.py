@@ -277,10 +277,13 @@ def test_sample_posterior_draws_what_pm_sample_draws(monkeypatch):
     theirs = pm.sample(
         model=model, **sample_options(settings), progressbar=False, compute_convergence_checks=False
     )
+
     # compiled by nutpie in both, so the same code: the same seed and options give the same draws
-    monkeypatch.setattr(
-        compile_cache, "compile_for_nutpie", lambda m: (nutpie.compile_pymc_model(m), "nutpie")
-    )
+    def compile_with_nutpie(m, start=None):
+        assert start is None  # pm.sample above started at the support points too
+        return nutpie.compile_pymc_model(m), "nutpie"
+
+    monkeypatch.setattr(compile_cache, "compile_for_nutpie", compile_with_nutpie)
     ours = sample_posterior(model, settings)
     for name in theirs["posterior"].data_vars:
         np.testing.assert_array_equal(
