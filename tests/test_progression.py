@@ -330,9 +330,11 @@ def test_ordinal_visit_logp_matches_pymc_ordered_logistic():
     np.testing.assert_allclose(ours[~exact], reference[~exact], rtol=1e-5)
 
 
-def test_ordinal_visit_logp_and_gradient_hold_far_into_the_tails():
+@pytest.mark.parametrize("mode", ["FAST_RUN", "NUMBA"])
+def test_ordinal_visit_logp_and_gradient_hold_far_into_the_tails(mode):
     """One exp and one log per visit give the two-softplus form's log-probability and
-    gradient (latent disability and cutpoints) for every category, |eta| up to 60."""
+    gradient (latent disability and cutpoints) for every category, |eta| up to 60, in
+    PyTensor's C back end (log-likelihood) and numba (nutpie's sampler)."""
     import pytensor
     import pytensor.tensor as pt
 
@@ -351,11 +353,31 @@ def test_ordinal_visit_logp_and_gradient_hold_far_into_the_tails():
     outputs = []
     for logp in (ours, reference):
         outputs += [logp, *pt.grad(logp.sum(), [eta, cutpoints])]
-    fn = pytensor.function([eta, cutpoints], outputs)
+    fn = pytensor.function([eta, cutpoints], outputs, mode=mode)
     got = fn(eta_values, np.array([-6.0, -3.5, -1.0, 0.0, 1.5, 3.0, 4.5, 6.0, 8.0, 10.0]))
     for mine, theirs in zip(got[:3], got[3:], strict=True):
         assert np.all(np.isfinite(mine))
         np.testing.assert_allclose(mine, theirs, rtol=1e-9, atol=1e-9)
+
+
+def test_ordinal_visits_operation_refuses_what_it_cannot_do():
+    """The one-pass operation: its slopes are not differentiable, and a category outside
+    the scale is an error in the compiled loop, not a read outside the cutpoints."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    from magbayes.models.ordinal_visits import ordered_logistic_visits
+
+    eta = pt.dvector("eta")
+    category = pt.lvector("category")
+    extended = pt.as_tensor(np.array([-500.0, -1.0, 0.0, 1.0, 500.0]))
+    logp, slope_eta, _ = ordered_logistic_visits(eta, category, extended)
+    with pytest.raises(NotImplementedError, match="not differentiable"):
+        pt.grad(slope_eta.sum(), eta)
+    fn = pytensor.function([eta, category], logp, mode="NUMBA")
+    assert np.all(np.isfinite(fn(np.zeros(4), np.arange(4))))
+    with pytest.raises(ValueError, match="outside the scale"):
+        fn(np.zeros(2), np.array([0, 4]))
 
 
 def test_ordinal_visit_logp_has_a_finite_gradient_in_jax():
@@ -364,6 +386,7 @@ def test_ordinal_visit_logp_has_a_finite_gradient_in_jax():
     categories must not overflow any branch, or the gradient is NaN at every step."""
     jax = pytest.importorskip("jax")
     jax.config.update("jax_enable_x64", True)
+    import pytensor
     import pytensor.tensor as pt
     from pymc.sampling.jax import get_jaxified_graph
 
@@ -374,8 +397,13 @@ def test_ordinal_visit_logp_has_a_finite_gradient_in_jax():
     eta = pt.vector("eta")
     logp = scores.visit_logp("ordered_logistic", pt.as_tensor(value), eta, pt.as_tensor(cutpoints))
     jaxified = get_jaxified_graph(inputs=[eta], outputs=[logp.sum()])
-    gradient = jax.grad(lambda e: jaxified(e)[0])(np.array([-8.0, -8.0, 8.0, 8.0, 0.0, 1.0]))
+    at = np.array([-8.0, -8.0, 8.0, 8.0, 0.0, 1.0])
+    gradient = jax.grad(lambda e: jaxified(e)[0])(at)
     assert np.all(np.isfinite(np.asarray(gradient)))
+    # and JAX's value and gradient are those of PyTensor's own back end
+    reference = pytensor.function([eta], [logp.sum(), pt.grad(logp.sum(), eta)])(at)
+    np.testing.assert_allclose(float(jaxified(at)[0]), reference[0], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(gradient), reference[1], rtol=1e-9, atol=1e-12)
 
 
 def test_drawn_scores_follow_the_likelihood():

@@ -23,6 +23,7 @@ from scipy.special import expit
 
 from magbayes.cohort.tables import SCORES
 from magbayes.errors import SpecError
+from magbayes.models.ordinal_visits import ordered_logistic_visits
 
 LIKELIHOODS = ("ordered_logistic", "beta")
 
@@ -81,9 +82,11 @@ def visit_logp(
 
     With ``E = exp(eta - c[y])`` and ``K = exp(c[y - 1] - c[y])`` (per category), the two
     sigmoids are ``1 / (1 + E)`` and ``E / (E + K)``, so each visit costs one ``exp`` and
-    one ``log`` (two ``softplus`` and their two sigmoids cost six), and the gradient
-    reuses ``E``. Exact (to float64 rounding) for ``|eta|`` below the outer cutpoints'
-    500; transcendental functions dominate a gradient on large cohorts.
+    one ``log`` (two ``softplus`` and their two sigmoids cost six). The value and its
+    slopes come from one pass over the visits (:mod:`magbayes.models.ordinal_visits`),
+    so the gradient costs no further ``exp``. Exact (to float64 rounding) for ``|eta|``
+    below the outer cutpoints' 500; transcendental functions dominate a gradient on large
+    cohorts.
     """
     if family == "ordered_logistic":
         # The end categories' outer cutpoints: far enough that the probability beyond them
@@ -92,17 +95,9 @@ def visit_logp(
         # blackjax then diverge at every step).
         edge = pt.constant(np.array([500.0]))
         extended = pt.concatenate([-edge, param, edge])
-        # per category: log(1 - exp(c[y - 1] - c[y])), 0 for the two end categories
-        width_term = pt.log1mexp(pt.minimum(extended[:-1] - extended[1:], -1e-12))
-        # per category: exp(c[y - 1] - c[y])
-        ratio = pt.exp(extended[:-1] - extended[1:])
-        index = pt.cast(value, "int64")
-        above = eta - extended[index + 1]
-        exp_above = pt.exp(above)
-        # log sigmoid(c[y] - eta) + log sigmoid(eta - c[y - 1])
-        #   = above - log((1 + E) (E + K)), E = exp(above), K = ratio[y]
-        both = (1.0 + exp_above) * (exp_above + ratio[index])
-        return above - pt.log(both) + width_term[index]
+        # one pass over the visits computes each visit's log-probability and its slopes
+        # (ordinal_visits): one exp and one log per visit, in the value and the gradient
+        return ordered_logistic_visits(eta, pt.cast(value, "int64"), extended)[0]
     mean = pm.math.sigmoid(-eta)
     dist = pm.Beta.dist(alpha=mean * param, beta=(1.0 - mean) * param)
     return pm.logp(dist, value)
