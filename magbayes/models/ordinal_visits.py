@@ -1,14 +1,15 @@
 """The ordered-logistic log-probability of every visit, with its slopes, as one operation.
 
-PyTensor's graph of ``scores.visit_logp`` evaluates the exponential of each visit again in
-the gradient, gathers three per-category tables per visit, and scatters into each of them
+PyTensor's graph of the same formula (written with PyTensor operations, as
+``scores.visit_logp`` did up to session 8) evaluated the exponential of each visit again in
+the gradient, gathered three per-category tables per visit, and scattered into each of them
 in the gradient. This operation loops over the visits once: per visit one ``exp`` and one
 ``log`` give the log-probability and its slopes with respect to the latent disability and
 the lower cutpoint of the observed category. The gradient is then a product per visit and
 two scatter-adds into the cutpoints (the slope with respect to the upper cutpoint follows,
 because the probability depends only on cutpoints minus latent disability).
 
-Same values as ``scores.visit_logp``'s graph (tests compare them, and their gradients, in
+Same values as that graph (tests compare them, and their gradients, in
 every category far into the tails, under PyTensor's C, numba and JAX back ends). 46,525
 visits, value and gradient: about 1.0 ms against 1.4-1.7 ms for the graph (numba, one
 core, docs/performance.md).
@@ -29,7 +30,7 @@ from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache
 #: log(-expm1(-gap)), above it as log1p(-exp(-gap)) (both accurate in their range).
 _LOG_2 = 0.6931471805599453
 
-#: Raise when the compiled loop below changes (see ``OrderedLogisticVisits``).
+#: Increase when the compiled loop below changes (see ``OrderedLogisticVisits``).
 KERNEL_VERSION: int = 1
 
 
