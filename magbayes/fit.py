@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ from magbayes.models import get_model_module, population_parameters
 from magbayes.models.base import Design
 from magbayes.sampler import sample_posterior
 from magbayes.spec import Spec, deep_merge, load_spec
+
+logger = logging.getLogger(__name__)
 
 #: Convergence gate (CONTRACT.md section 3).
 RHAT_MAX = 1.01
@@ -144,6 +146,10 @@ def fit(
     Returns
     -------
     FitResult
+        When the first fit fails the convergence gate and the model offers other
+        coordinates for the same model (its module's ``refit_spec``, e.g. non-centred
+        patients after divergences), the fit is run once more in them and
+        ``FitResult.refitted_from`` says why and what the first fit showed.
     """
     if not isinstance(cohort, Cohort):
         from magbayes.cohort.read import load_cohort
@@ -155,6 +161,56 @@ def fit(
         if v is not None
     }
     spec = resolve_spec(model, deep_merge(overrides or {}, {"sampler": sampler_overrides}))
+    started = time.perf_counter()
+    result, design = _fit_once(cohort, spec, sampler, progress, prior_predictive, command)
+    first = result.diagnostics()
+    refit = get_model_module(spec.model).refit_spec(spec, design, first)
+    if refit is not None:
+        refit_spec, why = refit
+        logger.info("refitting %s: %s", spec.model, why)
+        result, _ = _fit_once(cohort, refit_spec, sampler, progress, prior_predictive, command)
+        result.refitted_from = {
+            "why": why,
+            "spec": _changed_values(spec.data, refit_spec.data),
+            **{key: first[key] for key in _REFIT_RECORD},
+        }
+        result.timing["wall_seconds"] = time.perf_counter() - started
+    return result
+
+
+#: What the results keep of a first fit that was refitted in other coordinates.
+_REFIT_RECORD = (
+    "divergences",
+    "r_hat_max",
+    "ess_bulk_min",
+    "sampling_seconds",
+    "wall_seconds",
+    "reasons",
+)
+
+
+def _changed_values(before: dict, after: dict) -> dict[str, Any]:
+    """``{"table.key": [before, after]}`` for every value that differs between two specs."""
+    changed: dict[str, Any] = {}
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            inner = _changed_values(old, new)
+            changed.update({f"{key}.{k}": v for k, v in inner.items()})
+        elif old != new:
+            changed[key] = [old, new]
+    return changed
+
+
+def _fit_once(
+    cohort: Cohort,
+    spec: Spec,
+    sampler: str,
+    progress: bool | None,
+    prior_predictive: bool,
+    command: str | None,
+) -> tuple[FitResult, Design]:
+    """One fit of a resolved spec (:func:`fit` without the refit in other coordinates)."""
     settings = spec.section("sampler")
     seed_value = int(settings.get("seed", 2020))
     if progress is None:
@@ -222,7 +278,7 @@ def fit(
         sampler=sampler,
         timing={**timing, "wall_seconds": wall_seconds},
         command=command or "",
-    )
+    ), design
 
 
 @dataclass
@@ -252,6 +308,10 @@ class FitResult:
         ``sampling_seconds`` and ``wall_seconds`` (s).
     command : str
         Command line that produced the fit.
+    refitted_from : dict, optional
+        When the first fit failed the gate and the model refitted in other coordinates
+        (the model module's ``refit_spec``): why, the spec values changed and the first
+        fit's diagnostics. ``None`` for a fit that was not refitted.
     """
 
     posterior: xr.DataTree
@@ -264,7 +324,7 @@ class FitResult:
     sampler: str
     timing: dict[str, float]
     command: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    refitted_from: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- statistics
     @property
@@ -370,6 +430,7 @@ class FitResult:
             "passed": not reasons,
             "reasons": reasons,
             "advice": advice,
+            "refitted_from": self.refitted_from,
         }
 
     def headline(self) -> dict[str, Any]:
@@ -424,6 +485,7 @@ class FitResult:
             "design_counts": self.design_counts,
             "standardisation": self.standardisation,
             "timing": self.timing,
+            "refitted_from": self.refitted_from,
             # "cache": the compiled model was loaded (magbayes.compile_cache)
             "compiled_from": self.posterior["posterior"].attrs.get("compiled_from", ""),
             "versions": package_versions(),
@@ -524,6 +586,7 @@ def load_fit(folder: str | Path) -> FitResult:
         sampler=manifest.get("sampler", ""),
         timing=manifest.get("timing", {}),
         command=manifest.get("command", ""),
+        refitted_from=manifest.get("refitted_from"),
     )
 
 

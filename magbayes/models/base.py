@@ -12,6 +12,9 @@ A model module (``magbayes/models/progression.py`` and its siblings) exposes:
     Plain arrays and coordinates, printable (``magbayes fit --dry-run``).
 ``build_model(design, spec) -> pymc.Model``
     The PyMC model; every variable has named dims.
+``refit_spec(spec, design, diagnostics) -> (Spec, str) | None``
+    The spec of a refit in other coordinates of the same model when the first fit failed
+    the convergence gate, and why; ``None`` when there is none.
 ``group_benefit(posterior, design) -> dict[str, xarray.DataArray]``
     Draws of the rituximab effect in sural-reduced and sural-preserved patients, on the
     contrast's scale, keyed ``"sural_reduced"`` and ``"sural_preserved"``.

@@ -725,3 +725,12 @@ def group_benefit(posterior: xr.Dataset | xr.DataTree, design: Design) -> dict[s
     reduced = (main + contrast).rename("rituximab_log_odds_sural_reduced")
     preserved = main.rename("rituximab_log_odds_sural_preserved")
     return {"sural_reduced": reduced, "sural_preserved": preserved}
+
+
+def refit_spec(spec: Spec, design: Design, diagnostics: dict[str, Any]) -> tuple[Spec, str] | None:
+    """No automatic refit of the response model: a fit that fails the gate is reported as it is.
+
+    (The progression model's :func:`magbayes.models.progression.refit_spec` refits with
+    non-centred patients after divergences.)
+    """
+    return None

@@ -1054,3 +1054,12 @@ def write_outputs(result: Any, folder: str | Path) -> list[Path]:
     survival_curve_table(curves, hdi_prob).to_csv(paths[0], index=False)
     hazard_ratio_table(result.posterior, hdi_prob).to_csv(paths[1], index=False)
     return paths
+
+
+def refit_spec(spec: Spec, design: Design, diagnostics: dict[str, Any]) -> tuple[Spec, str] | None:
+    """No automatic refit of the worsening model: a fit that fails the gate is reported as it is.
+
+    (The progression model's :func:`magbayes.models.progression.refit_spec` refits with
+    non-centred patients after divergences.)
+    """
+    return None

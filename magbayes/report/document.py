@@ -245,6 +245,13 @@ def build_document(
         + "; ".join(diagnostics.get("advice") or ["run more tuning steps and draws"])
         + "; and look for a badly identified parameter (the variable named)."
     )
+    refit = diagnostics.get("refitted_from")
+    if refit:
+        verdict += (
+            f" These results come from a second fit: {refit['why']} "
+            f"(first fit: {'; '.join(refit['reasons'])}). Both fits are of the same model; "
+            "only the sampler's coordinates differ."
+        )
     doc.add(Paragraph(verdict), Table(tables.diagnostics_table(diagnostics)))
 
     doc.add(Heading("What entered the model"))

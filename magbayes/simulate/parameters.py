@@ -132,6 +132,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "first_line_delay_mean_years": 0.5,
         "line_gap_mean_years": 2.0,
         "line_gap_shape": 2.0,
+        # confounding by indication (magbayes.simulate.indication): 0 = rituximab at the
+        # planned line and time; k > 0 = rituximab only after INCAT has risen by k points
+        # since the first visit, rituximab_trigger_lag_years after that visit
+        "rituximab_trigger_incat_rise": 0.0,
+        "rituximab_trigger_lag_years": 0.25,
         "duration_mean_years": {
             "ivig": 2.0,
             "rituximab": 0.08,
@@ -366,5 +371,8 @@ def _validate(params: dict) -> None:
     ):
         if params[section][name] < 0:
             raise ValueError(f"{section}.{name} must be non-negative")
+    for name in ("rituximab_trigger_incat_rise", "rituximab_trigger_lag_years"):
+        if params["treatments"][name] < 0:
+            raise ValueError(f"treatments.{name} must be non-negative")
     if any(sd < 0 for sd in prog["patient_sd"]):
         raise ValueError("progression.patient_sd must be non-negative")

@@ -15,6 +15,7 @@ not reshuffle the others:
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,15 @@ import numpy as np
 import pandas as pd
 
 from magbayes.cohort.tables import Cohort
-from magbayes.simulate import events, population, responses, schedule, trajectories, treatments
+from magbayes.simulate import (
+    events,
+    indication,
+    population,
+    responses,
+    schedule,
+    trajectories,
+    treatments,
+)
 from magbayes.simulate.parameters import DEFAULT_SURAL_RITUXIMAB_EFFECT, resolve_parameters
 from magbayes.simulate.truth import build_truth
 from magbayes.simulate.write import FILES, plain, table_csv, truth_json, write_folder
@@ -210,17 +219,33 @@ def simulate_cohort(
         site_slope,
         prog,
     )
-    gamma = trajectories.course_slope_changes(courses, sural, prog)
-    eta = trajectories.latent_disability(
-        visits,
-        ids,
-        level,
-        rate,
-        trajectories.covariate_effect(z, prog["beta_covariate"]),
-        courses,
-        gamma,
-    )
-    scores = trajectories.draw_scores(rng["scores"], eta, prog)
+    covariate_effect = trajectories.covariate_effect(z, prog["beta_covariate"])
+
+    def disability(courses: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, dict]:
+        # the same random numbers every time (a copy of the stream), so that redrawing
+        # with another treatment history changes only the visits after its changes
+        gamma = trajectories.course_slope_changes(courses, sural, prog)
+        eta = trajectories.latent_disability(
+            visits, ids, level, rate, covariate_effect, courses, gamma
+        )
+        return gamma, eta, trajectories.draw_scores(copy.deepcopy(rng["scores"]), eta, prog)
+
+    if indication.on_worsening(params["treatments"]):
+        if worsening_from != "scores":
+            raise ValueError(
+                "treatments.rituximab_trigger_incat_rise needs worsening_from='scores' "
+                "(the decision must see the INCAT scores that are written)"
+            )
+        courses = indication.without_rituximab(courses)
+        _, _, untreated = disability(courses)
+        courses = indication.start_on_worsening(
+            courses,
+            visits,
+            untreated["incat"],
+            dict(zip(ids, last.reindex(ids).to_numpy(float), strict=True)),
+            params["treatments"],
+        )
+    gamma, eta, scores = disability(courses)
 
     # 5. worsening (drawn in both modes so that the other draws do not depend on the mode)
     wors = params["worsening"]

@@ -1,0 +1,147 @@
+"""Stress settings: cohorts unlike the calibrated default, to test the models' defaults.
+
+The default simulator is calibrated to the published cohort (levels spread by 3.4 logit,
+INCAT cutpoints 3 logit apart, visits about every 9 months). A real cohort can look quite
+different, so defaults chosen on the simulator alone are not shown to be good.
+:class:`StressSetting` names the assumptions that matter to the sampler and to the
+calibration of the answer, in clinical units, and :func:`simulate_stressed` turns one
+setting into :func:`magbayes.simulate.simulate_cohort` overrides; every resolved value is
+then recorded in ``truth.json`` (``generator.overrides``) as usual.
+
+Cutpoint spacing sets the latent scale: the mean level, the progression rate and every
+treatment effect are scaled with it, so that a patient crosses about as many INCAT
+categories per year as in the calibrated cohort. The spreads of levels and rates are given
+on the latent scale itself (logit, logit per year), as a fitted model reports them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from magbayes.simulate.parameters import DEFAULTS, OTHER_TREATMENTS
+from magbayes.simulate.simulator import SimulatedCohort, simulate_cohort
+
+#: Cutpoint spacing of the calibrated simulator (logit between adjacent INCAT cutpoints).
+CALIBRATED_SPACING: float = 3.0
+
+
+@dataclass(frozen=True)
+class StressSetting:
+    """One point of the stress grid.
+
+    Attributes
+    ----------
+    n_patients : int
+        Patients in the cohort.
+    level_sd : float
+        Between-patient spread of the disability level at onset (logit).
+    rate_sd : float
+        Between-patient spread of the progression rate (logit per year).
+    cutpoint_spacing : float
+        Gap between adjacent INCAT cutpoints (logit; 3.0 calibrated). ONLS and mRS
+        cutpoints are scaled by the same factor.
+    visit_interval_years : float
+        Median time between visits (years).
+    follow_up_years : float
+        Mean follow-up (years; gamma with shape 2, cut at 12 years).
+    covariate_effects : bool
+        Whether the baseline covariates shift the level (calibrated effects) or not (0).
+    unknown_sural_share : float
+        Share of patients whose sural amplitude is missing (early-sural status unknown).
+    rituximab_on_worsening : float
+        0: rituximab at a time drawn independently of disability; k > 0: rituximab only
+        after INCAT has risen by k points since the first visit (confounding by
+        indication, :mod:`magbayes.simulate.indication`).
+    site_level_sd : float
+        Spread of the sites' levels (logit); the sites' rates spread a tenth of it per year.
+    interaction : float
+        True ``gamma_rituximab_x_sural`` in categories of the calibrated scale (it is
+        scaled with the cutpoints like every effect); 0 = no interaction (the null).
+    """
+
+    n_patients: int = 47
+    level_sd: float = 3.4
+    rate_sd: float = 0.2
+    cutpoint_spacing: float = CALIBRATED_SPACING
+    visit_interval_years: float = 0.75
+    follow_up_years: float = 8.5
+    covariate_effects: bool = True
+    unknown_sural_share: float = 0.04
+    rituximab_on_worsening: float = 0.0
+    site_level_sd: float = 0.5
+    interaction: float = 0.0
+
+    def label(self) -> str:
+        """A short name of what differs from the calibrated setting."""
+        base = StressSetting(n_patients=self.n_patients)
+        changed = [
+            f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+            for key, value in asdict(self).items()
+            if value != getattr(base, key)
+        ]
+        return f"n={self.n_patients} " + (" ".join(changed) if changed else "calibrated")
+
+    def scale(self) -> float:
+        """Latent scale of this setting relative to the calibrated one."""
+        return self.cutpoint_spacing / CALIBRATED_SPACING
+
+
+def stress_overrides(setting: StressSetting) -> dict[str, Any]:
+    """:func:`~magbayes.simulate.simulate_cohort` keyword arguments for a setting.
+
+    Parameters
+    ----------
+    setting : StressSetting
+
+    Returns
+    -------
+    dict
+        ``n_patients``, ``sural_rituximab_effect``, ``worsening_from`` and the parameter
+        overrides by section.
+    """
+    f = setting.scale()
+    prog = DEFAULTS["progression"]
+    interval = setting.visit_interval_years
+    return {
+        "n_patients": setting.n_patients,
+        "sural_rituximab_effect": setting.interaction * f,
+        # progression truth exact (worsening is whatever the scores show)
+        "worsening_from": "scores",
+        "progression": {
+            "intercept": prog["intercept"] * f,
+            "slope": prog["slope"] * f,
+            "patient_sd": [setting.level_sd, setting.rate_sd],
+            "site_level_sd": setting.site_level_sd,
+            "site_slope_sd": setting.site_level_sd / 10.0,
+            "rate_sural_reduced": prog["rate_sural_reduced"] * f,
+            "beta_covariate": {
+                name: (value * f if setting.covariate_effects else 0.0)
+                for name, value in prog["beta_covariate"].items()
+            },
+            "gamma_treatment": {
+                name: prog["gamma_treatment"][name] * f for name in OTHER_TREATMENTS
+            },
+            "gamma_rituximab": prog["gamma_rituximab"] * f,
+            "gamma_later_line": prog["gamma_later_line"] * f,
+            "cutpoints": {
+                score: [c * f for c in cuts] for score, cuts in prog["cutpoints"].items()
+            },
+        },
+        "visits": {
+            "interval_median_years": interval,
+            "interval_min_years": min(DEFAULTS["visits"]["interval_min_years"], interval / 2),
+            "interval_max_years": max(DEFAULTS["visits"]["interval_max_years"], 2 * interval),
+            "follow_up_mean_years": setting.follow_up_years,
+        },
+        "treatments": {"rituximab_trigger_incat_rise": setting.rituximab_on_worsening},
+        "missing": {"sural_snap_uv": setting.unknown_sural_share, "first_ncs_years": 0.0},
+        # first nerve conduction studies within the early-sural window, so that the share
+        # of unknown statuses is the share of missing amplitudes
+        "population": {"first_ncs_mean_years": 1.0},
+    }
+
+
+def simulate_stressed(setting: StressSetting, seed: int) -> SimulatedCohort:
+    """Simulate one cohort of a stress setting (see :func:`stress_overrides`)."""
+    return simulate_cohort(seed=seed, **stress_overrides(setting))
