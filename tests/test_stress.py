@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import magbayes as mb
-from magbayes.fit import prepare, resolve_spec
+from magbayes.fit import _next_fit, prepare, resolve_spec
 from magbayes.models import progression
 from magbayes.simulate.stress import StressSetting, simulate_stressed, stress_overrides
 
@@ -125,28 +126,85 @@ def test_refit_spec_goes_non_centred_only_after_divergences_and_only_from_auto(r
     assert refit.section("sampler")["target_accept"] == 0.95
 
 
+#: Corners of bench_robustness.py's grid whose default fits all diverged before the refit.
+DIVERGING_CORNERS = {
+    "real_like": REAL_LIKE,
+    "tight_levels": dataclasses.replace(
+        REAL_LIKE, level_sd=0.5, rate_sd=0.03, cutpoint_spacing=0.7
+    ),
+    "sparse_visits": dataclasses.replace(REAL_LIKE, visit_interval_years=1.5, follow_up_years=4.0),
+}
+
+
 @pytest.mark.slow
-def test_a_diverging_default_fit_is_refitted_non_centred_and_says_so(real_like_design, tmp_path):
-    """On a cohort whose levels spread by 1 logit the default fit (centred levels) diverges;
-    the refit in non-centred coordinates has far fewer divergences, covers the truth, and
-    the results folder, the diagnostics and the report say what happened."""
-    sim, _, _ = real_like_design
+@pytest.mark.parametrize("corner", list(DIVERGING_CORNERS))
+def test_a_diverging_default_fit_is_refitted_non_centred_and_says_so(corner, tmp_path):
+    """On cohorts whose levels spread by 1 logit or less the default fit (centred levels)
+    diverges; the refit in non-centred coordinates has at most 2 divergences at these small
+    draws (none at the spec's, bench_robustness.py), covers the truth, and the results
+    folder, the diagnostics and the report say what happened."""
+    sim = simulate_stressed(DIVERGING_CORNERS[corner], seed=1)
     result = mb.fit(
         sim.cohort, "progression", draws=400, tune=400, chains=2, seed=1, prior_predictive=False
     )
-    first = result.refitted_from
-    assert first is not None and first["divergences"] > 5
+    first = result.earlier_fits[0]
+    assert first["divergences"] > 0
     assert first["spec"]["patients.parametrisation"] == ["auto", "non_centred"]
     diagnostics = result.diagnostics()
-    assert diagnostics["divergences"] <= 2 < first["divergences"]
-    assert diagnostics["refitted_from"] == first
+    assert diagnostics["divergences"] <= 2
+    assert diagnostics["earlier_fits"][0] == first
     post = result.posterior["posterior"]
     truth = sim.truth["progression"]
+    # 99% intervals: six checks over the three corners, so that a calibrated model fails
+    # one by chance in about 6% of seeds, not 31% (coverage at 90% is bench_robustness.py's)
     for name in ("gamma_rituximab", "slope"):
-        low, high = post[name].quantile([0.03, 0.97]).values
+        low, high = post[name].quantile([0.005, 0.995]).values
         assert low <= truth[name] <= high, name
     folder = result.save(tmp_path / "res")
     again = mb.load_fit(folder)
-    assert again.refitted_from["divergences"] == first["divergences"]
+    assert again.earlier_fits[0]["divergences"] == first["divergences"]
     report = (folder / "report.md").read_text()
-    assert "These results come from a second fit" in report
+    n_fits = len(result.earlier_fits) + 1
+    assert f"These results come from fit {n_fits} of {n_fits}" in report
+
+
+def _failed(spec, divergences=0, r_hat_max=1.004, ess_bulk_min=900, earlier=()):
+    reasons = []
+    if r_hat_max > 1.01:
+        reasons.append(f"R-hat {r_hat_max:.3f} > 1.01 (patient_sd)")
+    if ess_bulk_min < 400:
+        reasons.append(f"bulk ESS {ess_bulk_min:.0f} < 400 (cutpoints)")
+    if divergences:
+        reasons.append(f"{divergences} divergent transition(s)")
+    diagnostics = {
+        "passed": not reasons,
+        "reasons": reasons,
+        "divergences": divergences,
+        "r_hat_max": r_hat_max,
+        "ess_bulk_min": ess_bulk_min,
+    }
+    return SimpleNamespace(spec=spec, earlier_fits=list(earlier), diagnostics=lambda: diagnostics)
+
+
+def test_the_next_fit_follows_what_the_failed_fit_showed(real_like_design):
+    """Divergences: other coordinates, once; a narrow R-hat miss with enough effective
+    draws: twice the draws, once; anything else is reported as it is."""
+    _, spec, design = real_like_design
+    assert _next_fit(_failed(spec), design) is None  # passed
+    coordinates, _ = _next_fit(_failed(spec, divergences=40), design)
+    assert coordinates.section("patients")["parametrisation"] == "non_centred"
+    longer, why = _next_fit(_failed(spec, r_hat_max=1.0103), design)
+    assert longer.section("sampler")["draws"] == 2 * spec.section("sampler")["draws"]
+    assert longer.section("sampler")["tune"] == 2 * spec.section("sampler")["tune"]
+    assert "R-hat 1.010" in why
+    # a real convergence failure, too few effective draws, divergences after the refit
+    assert _next_fit(_failed(spec, r_hat_max=1.05), design) is None
+    assert _next_fit(_failed(spec, ess_bulk_min=150), design) is None
+    after_refit = [{"why": "the first fit (patients sampled centred) had 40 divergent ..."}]
+    assert _next_fit(_failed(coordinates, divergences=2, earlier=after_refit), design) is None
+    # after the refit in other coordinates, a narrow R-hat miss still gets the longer fit
+    again, _ = _next_fit(_failed(coordinates, r_hat_max=1.012, earlier=after_refit), design)
+    assert again.section("sampler")["draws"] == 2 * spec.section("sampler")["draws"]
+    # and only once
+    both = [*after_refit, {"why": why}]
+    assert _next_fit(_failed(again, r_hat_max=1.012, earlier=both), design) is None

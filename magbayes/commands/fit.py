@@ -111,8 +111,8 @@ def run(args: argparse.Namespace) -> int:
         f"{100 * headline['contrast']['hdi_prob']:.0f}% HDI "
         f"[{headline['contrast']['hdi_low']:.3f}, {headline['contrast']['hdi_high']:.3f}]"
     )
-    if result.refitted_from:
-        print(f"refitted: {result.refitted_from['why']}")
+    for earlier in result.earlier_fits:
+        print(f"refitted: {earlier['why']}")
     if diagnostics["passed"]:
         print(
             f"convergence: passed (R-hat max {diagnostics['r_hat_max']:.3f}, bulk ESS min "

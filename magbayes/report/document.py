@@ -245,12 +245,13 @@ def build_document(
         + "; ".join(diagnostics.get("advice") or ["run more tuning steps and draws"])
         + "; and look for a badly identified parameter (the variable named)."
     )
-    refit = diagnostics.get("refitted_from")
-    if refit:
+    earlier = diagnostics.get("earlier_fits") or []
+    if earlier:
         verdict += (
-            f" These results come from a second fit: {refit['why']} "
-            f"(first fit: {'; '.join(refit['reasons'])}). Both fits are of the same model; "
-            "only the sampler's coordinates differ."
+            f" These results come from fit {len(earlier) + 1} of {len(earlier) + 1}: "
+            + " Then ".join(f"{fit['why']}." for fit in earlier)
+            + " Every fit is of the same model; only the sampler's coordinates or the number "
+            "of draws differ."
         )
     doc.add(Paragraph(verdict), Table(tables.diagnostics_table(diagnostics)))
 
