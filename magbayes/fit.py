@@ -548,13 +548,27 @@ def load_fit(folder: str | Path, cohort: Cohort | str | Path | None = None) -> F
     )
 
 
+#: Packages whose versions a manifest records (those that compile and sample the model first).
+_RECORDED_PACKAGES = (
+    "pymc",
+    "pytensor",
+    "nutpie",
+    "numba",
+    "arviz",
+    "numpy",
+    "pandas",
+    "xarray",
+    "scipy",
+)
+
+
 def package_versions() -> dict[str, str]:
     """Versions of Python and of the packages a fit depends on."""
     import importlib.metadata as md
     import platform
 
     versions = {"python": platform.python_version(), "magbayes": __version__}
-    for name in ("pymc", "pytensor", "nutpie", "arviz", "numpy", "pandas", "xarray", "scipy"):
+    for name in _RECORDED_PACKAGES:
         try:
             versions[name] = md.version(name)
         except md.PackageNotFoundError:
