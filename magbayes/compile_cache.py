@@ -797,13 +797,13 @@ def _entry_lock(key: str, *, exclusive: bool) -> Iterator[None]:
     """
     try:
         import fcntl
-    except ImportError:  # not on Windows
+    except ImportError:  # Windows has no fcntl
         yield
         return
     folder = cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / f"{key}.lock", "a")  # noqa: SIM115 (closed below)
+        handle = open(folder / f"{key}.lock", "a")  # closed by the with block below
     except OSError:
         yield
         return
@@ -1023,9 +1023,9 @@ def _check_private_pieces() -> None:
         _rv_dict_to_flat_array_wrapper,
         _wrap_with_lock,
     )
-    from pytensor.link.numba.cache import NUMBA_CACHE_PATH, compile_numba_function_src
+    from pytensor.link.numba.cache import compile_numba_function_src
 
-    del NUMBA_CACHE_PATH  # imported to know that it is there
+    numba_dir()  # PyTensor's numba cache folder (NUMBA_CACHE_PATH)
     fields = {field.name for field in dataclasses.fields(CompiledPyMCModel)}
     if not _MODEL_FIELDS <= fields:
         missing = sorted(_MODEL_FIELDS - fields)
