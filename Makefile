@@ -1,22 +1,36 @@
 # Two entry points on a fresh machine:
 #   make demo   simulate a cohort, fit the default model, write the report (demo/results)
 #   make test   run the test suite
-# Both create the virtual environment in .venv and install magbayes into it.
+# Both create the virtual environment in .venv and install magbayes into it, with the versions
+# pinned in constraints.txt (the ones the tests passed with).
+#   make lock   resolve the dependencies again (newest within pyproject.toml's bounds) into
+#               constraints.txt
 
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 SEED    ?= 2020
+LOCK    := constraints.txt
+LOCKENV := .lock-venv
 
-.PHONY: demo test lint format clean venv
+.PHONY: demo test lint format clean venv lock
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@PY312=$$(.ci/find-python) && "$$PY312" -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[test]'
 	@touch $(STAMP)
+
+lock:
+	rm -rf $(LOCKENV)
+	@PY312=$$(.ci/find-python) && "$$PY312" -m venv $(LOCKENV)
+	$(LOCKENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCKENV)/bin/python -m pip install --quiet -e '.[test]'
+	@{ sed -n '1,2p' $(LOCK); $(LOCKENV)/bin/python -m pip freeze --exclude-editable; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf $(LOCKENV)
 
 demo: $(STAMP)
 	$(VENV)/bin/magbayes simulate --out demo/cohort --seed $(SEED) --force
@@ -36,4 +50,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix magbayes tests scripts benchmarks
 
 clean:
-	rm -rf $(VENV) demo
+	rm -rf $(VENV) $(LOCKENV) demo

@@ -1,12 +1,19 @@
 """magbayes: Bayesian models of disability in anti-MAG neuropathy.
 
 ``import magbayes as mb``; then ``mb.load_cohort(path)``, ``mb.simulate_cohort(...)``,
-``mb.fit(cohort, "progression", ...)`` and ``mb.load_fit(path)``.
+``mb.fit(cohort, "progression", ...)`` and ``mb.load_fit(path, cohort=None)``.
 """
 
 from __future__ import annotations
 
-from magbayes.errors import CohortError, Problem, SpecError
+from magbayes.errors import (
+    CohortError,
+    CohortMismatchError,
+    Problem,
+    ResultsFolderError,
+    ResultsLayoutError,
+    SpecError,
+)
 
 __version__ = "0.1.0"
 
@@ -16,8 +23,11 @@ from magbayes.fit import FitResult, fit, load_fit  # noqa: E402
 
 __all__ = [
     "CohortError",
+    "CohortMismatchError",
     "FitResult",
     "Problem",
+    "ResultsFolderError",
+    "ResultsLayoutError",
     "SpecError",
     "__version__",
     "fit",

@@ -18,6 +18,7 @@ from typing import Any
 from magbayes.cohort.tables import Cohort
 from magbayes.fit import FitResult, _jsonable, _replace_folder, fit
 from magbayes.models.prior_sensitivity import write_prior_sensitivity
+from magbayes.provenance import cohort_digest
 
 #: The three models, in the order the page lists them, with what "benefit" means in each.
 MODELS: dict[str, str] = {
@@ -136,7 +137,7 @@ def answer(
                 "Does early reduction of the sural sensory response predict benefit from rituximab?"
             ),
             "cohort": _jsonable(cohort.summary()),
-            "data_sha256": cohort.sha256,
+            "data_sha256": cohort_digest(cohort),
             "models": entries,
             "agreement": agreement(entries),
             "all_converged": all(e["diagnostics"]["passed"] for e in entries.values()),

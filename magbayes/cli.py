@@ -15,7 +15,7 @@ import importlib
 import sys
 
 from magbayes import __version__
-from magbayes.errors import CohortError, SpecError
+from magbayes.errors import CohortError, ResultsFolderError, SpecError
 
 #: Subcommands, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         status = EXIT_BAD_INPUT
     except SpecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        status = EXIT_BAD_INPUT
+    except ResultsFolderError as err:
         print(f"error: {err}", file=sys.stderr)
         status = EXIT_BAD_INPUT
     except FileNotFoundError as err:

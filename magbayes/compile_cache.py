@@ -39,13 +39,37 @@ numba has just compiled rather than their stored copies, and a few thousand leap
 amplify a last-bit difference into different (equally valid) draws. This was already so
 before the cache, between a fit that compiled PyTensor's pieces and one that loaded them.
 
-The cache lives in PyTensor's compile directory (``pytensor.config.base_compiledir``):
-numba's files in ``numba/``, the index of compiled models in ``magbayes/``. Deleting that
-directory clears both. ``MAGBAYES_COMPILE_CACHE=0`` compiles every time.
+The cache lives in PyTensor's compile directory (``pytensor.config.base_compiledir``, set
+with ``PYTENSOR_FLAGS=base_compiledir=...``): numba's files in ``numba/``, the index of
+compiled models in ``magbayes/``. Deleting that directory clears both.
+``MAGBAYES_COMPILE_CACHE=0`` compiles every time.
+
+**Fits at once.** Two processes fitting the same structure (two terminals, a Dask grid)
+share one entry through a lock file per entry (``magbayes/<key>.lock``, ``fcntl.flock``): a
+process reads the entry under a shared lock, and compiles and stores it under an exclusive
+one, after looking once more whether another process stored it while it waited. So one
+process compiles and the others wait for it, then load what it stored; nobody reads a
+half-written entry. Each file is also written to a temporary name and renamed
+(``os.replace``; numba does the same for its files). Without ``fcntl`` (Windows), or on a
+compile directory where no lock file can be made, the processes compile side by side and
+the last rename wins.
+
+**Damaged entries.** The index entry records the SHA-256 of numba's files of both
+callbacks. An entry that cannot be read, that lacks a key, whose inputs differ, or whose
+numba files no longer have those digests (truncated, overwritten) is compiled again with a
+:class:`CompilePathWarning`, never loaded.
+
+**When nutpie or PyTensor change.** The cached path builds nutpie's compiled-model object
+from private pieces of ``nutpie.compile_pymc`` and uses PyTensor's numba cache. When one is
+missing or its signature changed (an install outside pyproject.toml's bounds), the model is
+compiled by the public ``nutpie.compile_pymc_model`` instead, with one
+:class:`CompilePathWarning`: fits are right, only slower to start.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import hashlib
 import inspect
@@ -53,15 +77,15 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-#: Bump when the callback source below changes.
-CALLBACK_VERSION = "5"
+#: Bump when the callback source below or the index entry's content changes.
+CALLBACK_VERSION = "6"
 
 # The callbacks read the model's data inputs from nutpie's ``user_data``: a table of int64
 # holding the number of parameters, the number of traced values, then for each input its
@@ -110,12 +134,43 @@ def magbayes_expand(dim, expanded, x_, out_, user_data_):
 """
 
 
-#: What an index entry holds (besides numba's files): the inputs' dtypes and dimensions.
-_INDEX_KEYS = {"inputs"}
+#: What an index entry holds: the inputs' dtypes and dimensions, and the SHA-256 of each of
+#: numba's files of the two callbacks (by file name).
+_INDEX_KEYS = {"inputs", "files"}
+
+#: The fields of nutpie's compiled-model object that :func:`_compiled_model` fills.
+_MODEL_FIELDS = {
+    "_n_dim",
+    "dims",
+    "_coords",
+    "_shapes",
+    "compiled_logp_func",
+    "compiled_expand_func",
+    "initial_point_func",
+    "shared_data",
+    "shared_var_keys",
+    "user_data",
+    "n_expanded",
+    "shape_info",
+    "logp_func",
+    "expand_func",
+    "reparameterized_names",
+}
+
+#: What a missing or changed private piece of nutpie or PyTensor raises where it is used.
+_PRIVATE_PIECE_CHANGED = (ImportError, AttributeError, TypeError)
 
 
 class UnfingerprintableError(Exception):
     """A model graph holds something without a stable text form."""
+
+
+class CompilePathWarning(UserWarning):
+    """A model was compiled another way than expected.
+
+    Its cache entry was damaged, or nutpie's private pieces are missing (then without the
+    cache).
+    """
 
 
 def cache_enabled() -> bool:
@@ -136,6 +191,13 @@ def cache_dir() -> Path:
     import pytensor
 
     return Path(pytensor.config.base_compiledir) / "magbayes"
+
+
+def numba_dir() -> Path:
+    """Folder of numba's cached files (PyTensor's, inside its compile directory)."""
+    from pytensor.link.numba import cache
+
+    return Path(cache.NUMBA_CACHE_PATH)
 
 
 def _digest(data: bytes) -> str:
@@ -635,33 +697,122 @@ def _compiled_model(
     )
 
 
+def _numba_files(key: str) -> list[Path]:
+    """The files numba stored for the two callbacks under ``key`` (index and data)."""
+    names = [f"magbayes-magbayes_{name}-{key}." for name in ("logp", "expand")]
+    try:
+        listing = sorted(numba_dir().iterdir())
+    except OSError:
+        return []
+    return [
+        path
+        for path in listing
+        if any(name in path.name for name in names) and ".tmp." not in path.name
+    ]
+
+
+def _file_digests(key: str) -> dict[str, str]:
+    """SHA-256 of each of numba's files of the callbacks under ``key``, by file name."""
+    digests = {}
+    for path in _numba_files(key):
+        try:
+            digests[path.name] = _digest(path.read_bytes())
+        except OSError:
+            continue
+    return digests
+
+
+def _read_entry(key: str, inputs: list[Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """The index entry under ``key`` when it is whole, else None and what is wrong with it.
+
+    The problem is None when there is nothing to load (no entry, or numba's files were
+    deleted): compiling then is expected, not a sign of damage.
+    """
+    path = cache_dir() / f"{key}.json"
+    try:
+        text = path.read_text()
+    except OSError:
+        return None, None
+    try:
+        meta = json.loads(text)
+    except ValueError:
+        return None, f"{path.name} is not valid JSON"
+    if not isinstance(meta, dict) or not _INDEX_KEYS <= meta.keys():
+        return None, f"{path.name} lacks {sorted(_INDEX_KEYS)}"
+    if meta["inputs"] != _input_specs(inputs):
+        return None, f"{path.name} records other inputs than this model's"
+    recorded = meta["files"]
+    if not isinstance(recorded, dict) or not recorded:
+        return None, f"{path.name} records no numba files"
+    present = _file_digests(key)
+    if not set(recorded) <= set(present):
+        return None, None  # numba's files were removed: compile afresh
+    changed = sorted(name for name, digest in recorded.items() if present[name] != digest)
+    if changed:
+        return None, f"numba's file {changed[0]} differs from what was stored (damaged)"
+    return meta, None
+
+
 def _load(
     model: Any,
     key: str,
     var_names: Iterable[str] | None,
     inputs: list[Any],
     start: Mapping[str, Any] | None = None,
-) -> Any | None:
-    """The compiled model from the cache, or None when any part of it is missing."""
+) -> tuple[Any | None, str | None]:
+    """The compiled model from the cache, or None and what is wrong with the entry.
+
+    The problem is None when there is simply nothing to load (see :func:`_read_entry`).
+    """
     import numba
 
-    path = cache_dir() / f"{key}.json"
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(meta, dict) or not _INDEX_KEYS <= meta.keys():
-        return None
-    if meta["inputs"] != _input_specs(inputs):
-        return None
+    meta, problem = _read_entry(key, inputs)
+    if meta is None:
+        return None, problem
     try:
         # on a cache hit numba never looks at the body, so the inner functions are stand-ins
         logp, expand = _callbacks(key, meta["inputs"], _not_compiled, _not_compiled)
     except numba.core.errors.NumbaError:
-        return None  # numba's files were removed: compile afresh
-    return _compiled_model(
+        return None, None  # not compiled for this machine's processor: compile it
+    except Exception as err:  # noqa: BLE001 (numba unpickles its files: any error = damaged)
+        return None, f"numba could not load its files ({type(err).__name__}: {err})"
+    compiled = _compiled_model(
         model, var_names, inputs, logp_callback=logp, expand_callback=expand, start=start
     )
+    return compiled, None
+
+
+def _remove_entry(key: str) -> None:
+    """Delete the index entry and numba's files under ``key`` (a damaged entry)."""
+    for path in [cache_dir() / f"{key}.json", *_numba_files(key)]:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+@contextlib.contextmanager
+def _entry_lock(key: str, *, exclusive: bool) -> Iterator[None]:
+    """Hold the lock of the entry under ``key``: shared to read it, exclusive to write it.
+
+    Without ``fcntl`` or a writable compile directory, no lock (see the module docstring).
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows has no fcntl
+        yield
+        return
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / f"{key}.lock", "a")  # closed by the with block below
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _graph_function(function: Any) -> Any:
@@ -771,7 +922,7 @@ def _compile(
     specs = _input_specs(inputs)
     logp, expand = _callbacks(key, specs, _graph_function(logp_fn), _graph_function(expand_fn))
     if key is not None:
-        _store(key, {"inputs": specs})
+        _store(key, {"inputs": specs, "files": _file_digests(key)})
     return _compiled_model(
         model,
         var_names,
@@ -811,18 +962,116 @@ def compile_for_nutpie(
     compiled : nutpie.compile_pymc.CompiledPyMCModel
         Samples as ``nutpie.compile_pymc_model(model, var_names=var_names)`` would; its
         ``with_data`` takes new values for the model's shared variables, by name.
-    source : {"cache", "compiled", "uncached"}
-        Loaded from the cache; compiled now and stored; or compiled now without the cache
-        (cache turned off, or a model without a fingerprint).
+    source : {"cache", "compiled", "uncached", "nutpie"}
+        Loaded from the cache; compiled now and stored; compiled now without the cache
+        (cache turned off, or a model without a fingerprint); or compiled by
+        ``nutpie.compile_pymc_model`` because nutpie's private pieces changed (with a
+        :class:`CompilePathWarning`).
     """
+    try:
+        _check_private_pieces()
+        compiled, source, problem = _compile_through_cache(model, var_names, start)
+    except _PRIVATE_PIECE_CHANGED as err:
+        warnings.warn(_fallback_message(err), CompilePathWarning, stacklevel=2)
+        return _compile_with_nutpie(model, var_names, start), "nutpie"
+    if problem is not None:
+        warnings.warn(
+            f"the compile cache's entry for this model was damaged ({problem}); "
+            "it was compiled again",
+            CompilePathWarning,
+            stacklevel=2,
+        )
+    return compiled, source
+
+
+def _compile_through_cache(
+    model: Any, var_names: Iterable[str] | None, start: Mapping[str, Any] | None
+) -> tuple[Any, str, str | None]:
+    """:func:`compile_for_nutpie`'s model and source, and what was wrong with a damaged entry."""
     outputs = _traced_outputs(model)
     inputs = data_inputs(model, outputs)
     key = model_fingerprint(model, var_names, outputs) if cache_enabled() else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=Warning)
-        if key is not None:
-            compiled = _load(model, key, var_names, inputs, start)
+        if key is None:
+            return _compile(model, None, var_names, inputs, start), "uncached", None
+        with _entry_lock(key, exclusive=False):
+            compiled, problem = _load(model, key, var_names, inputs, start)
+        if compiled is not None:
+            return compiled, "cache", None
+        with _entry_lock(key, exclusive=True):
+            # another process may have stored it while this one waited for the lock
+            compiled, problem = _load(model, key, var_names, inputs, start)
             if compiled is not None:
-                return compiled, "cache"
-        compiled = _compile(model, key, var_names, inputs, start)
-    return compiled, "compiled" if key is not None else "uncached"
+                return compiled, "cache", None
+            if problem is not None:
+                _remove_entry(key)  # numba would try to load its damaged files again
+            return _compile(model, key, var_names, inputs, start), "compiled", problem
+
+
+def _check_private_pieces() -> None:
+    """Raise when a private piece of nutpie or PyTensor that the cached path uses has changed.
+
+    Raises
+    ------
+    ImportError, AttributeError or TypeError
+        A piece is missing, or takes other arguments than magbayes passes.
+    """
+    from nutpie.compile_pymc import (
+        CompiledPyMCModel,
+        _prepare_dims_and_coords,
+        _rv_dict_to_flat_array_wrapper,
+        _wrap_with_lock,
+    )
+    from pytensor.link.numba.cache import compile_numba_function_src
+
+    numba_dir()  # PyTensor's numba cache folder (NUMBA_CACHE_PATH)
+    fields = {field.name for field in dataclasses.fields(CompiledPyMCModel)}
+    if not _MODEL_FIELDS <= fields:
+        missing = sorted(_MODEL_FIELDS - fields)
+        raise TypeError(f"nutpie's CompiledPyMCModel has no field {', '.join(missing)}")
+    # the arguments they are given here
+    calls = [
+        ("nutpie", "_prepare_dims_and_coords", _prepare_dims_and_coords, (None,) * 3, {}),
+        (
+            "nutpie",
+            "_rv_dict_to_flat_array_wrapper",
+            _rv_dict_to_flat_array_wrapper,
+            (None,),
+            {"names": None, "shapes": None},
+        ),
+        ("nutpie", "_wrap_with_lock", _wrap_with_lock, (None,), {}),
+        (
+            "PyTensor",
+            "compile_numba_function_src",
+            compile_numba_function_src,
+            ("", "", {}),
+            {"cache_key": ""},
+        ),
+    ]
+    for package, name, function, args, kwargs in calls:
+        try:
+            inspect.signature(function).bind(*args, **kwargs)
+        except TypeError as err:
+            raise TypeError(f"{package}'s {name} takes other arguments ({err})") from err
+
+
+def _fallback_message(err: BaseException) -> str:
+    installed = ", ".join(f"{name} {version(name)}" for name in ("nutpie", "pytensor", "pymc"))
+    return (
+        f"magbayes's compile cache cannot use this nutpie or PyTensor ({installed}): "
+        f"{type(err).__name__}: {err}. The model is compiled by nutpie.compile_pymc_model "
+        "instead (the same draws' distribution; every fit compiles afresh). The versions "
+        "magbayes was tested with are in its constraints.txt."
+    )
+
+
+def _compile_with_nutpie(
+    model: Any, var_names: Iterable[str] | None, start: Mapping[str, Any] | None
+) -> Any:
+    """The model compiled by nutpie's public function, with the same starting points."""
+    import nutpie
+
+    return nutpie.compile_pymc_model(
+        model, var_names=var_names, initial_points=dict(start) if start else None
+    )

@@ -54,3 +54,15 @@ class CohortError(ValueError):
 
 class SpecError(ValueError):
     """A model spec file is malformed or names something that does not exist."""
+
+
+class ResultsFolderError(ValueError):
+    """A results folder cannot be used as asked (the subclasses say why)."""
+
+
+class ResultsLayoutError(ResultsFolderError):
+    """A results folder was written in another results layout than this magbayes reads."""
+
+
+class CohortMismatchError(ResultsFolderError):
+    """A cohort was given with a results folder fitted to another cohort (SHA-256 differs)."""

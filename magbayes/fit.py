@@ -31,6 +31,7 @@ from magbayes import __version__
 from magbayes.cohort.tables import Cohort
 from magbayes.models import get_model_module, population_parameters
 from magbayes.models.base import Design
+from magbayes.provenance import RESULTS_LAYOUT, check_cohort, check_layout, cohort_digest
 from magbayes.sampler import sample_posterior
 from magbayes.spec import Spec, deep_merge, load_spec
 
@@ -325,7 +326,7 @@ def _fit_once(
         design_counts=_jsonable(design.counts),
         standardisation=design.standardisation,
         cohort_summary=_jsonable(cohort.summary()),
-        data_sha256=cohort.sha256,
+        data_sha256=cohort_digest(cohort),
         seed=seed_value,
         sampler=sampler,
         timing={**timing, "wall_seconds": wall_seconds},
@@ -351,7 +352,8 @@ class FitResult:
     cohort_summary : dict
         :meth:`Cohort.summary` of the fitted cohort.
     data_sha256 : str
-        SHA-256 of the cohort files.
+        SHA-256 of the cohort (:func:`magbayes.provenance.cohort_digest`: of its files, or
+        of its tables for a cohort made in memory).
     seed : int
         Random seed of the sampler.
     sampler : str
@@ -524,8 +526,9 @@ class FitResult:
 
     # ----------------------------------------------------------------- files
     def manifest(self) -> dict[str, Any]:
-        """Provenance: command, resolved spec, seed, data SHA-256, versions."""
+        """Provenance: results layout, command, resolved spec, seed, data SHA-256, versions."""
         return {
+            "layout_version": RESULTS_LAYOUT,
             "magbayes_version": __version__,
             "model": self.model,
             "command": self.command,
@@ -602,27 +605,45 @@ def _replace_folder(new: Path, target: Path) -> None:
         os.replace(new, target)
 
 
-def load_fit(folder: str | Path) -> FitResult:
+def load_fit(folder: str | Path, cohort: Cohort | str | Path | None = None) -> FitResult:
     """Reopen a results folder written by :meth:`FitResult.save`.
 
     Parameters
     ----------
     folder : str or pathlib.Path
         Results folder containing ``posterior.nc`` and ``manifest.json``.
+    cohort : Cohort or path, optional
+        The cohort the results are to be used with: refused unless it is the one fitted
+        (same SHA-256 as the manifest's ``data_sha256``).
 
     Returns
     -------
     FitResult
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``folder`` holds no ``posterior.nc``.
+    ResultsLayoutError
+        When the folder was written in another results layout (a refit is needed).
+    CohortMismatchError
+        When ``cohort`` is not the cohort fitted; the message names both SHA-256.
     """
     folder = Path(folder)
     path = folder / "posterior.nc"
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not a magbayes results folder (no posterior.nc)")
+    manifest_file = folder / "manifest.json"
+    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
+    if manifest is not None:  # before opening posterior.nc: another layout may misread
+        check_layout(folder, manifest)
     with xr.open_datatree(path, engine="h5netcdf") as opened:
         tree = opened.load()
-    manifest = json.loads(tree.attrs.get("magbayes_manifest", "{}"))
-    if not manifest and (folder / "manifest.json").is_file():
-        manifest = json.loads((folder / "manifest.json").read_text())
+    if manifest is None:
+        manifest = json.loads(tree.attrs.get("magbayes_manifest", "{}"))
+        check_layout(folder, manifest)
+    if cohort is not None:
+        check_cohort(folder, manifest, cohort)
     spec = Spec(
         model=manifest.get("model", tree.attrs.get("magbayes_model", "")),
         data=manifest.get("spec", {}),
@@ -643,13 +664,27 @@ def load_fit(folder: str | Path) -> FitResult:
     )
 
 
+#: Packages whose versions a manifest records (those that compile and sample the model first).
+_RECORDED_PACKAGES = (
+    "pymc",
+    "pytensor",
+    "nutpie",
+    "numba",
+    "arviz",
+    "numpy",
+    "pandas",
+    "xarray",
+    "scipy",
+)
+
+
 def package_versions() -> dict[str, str]:
     """Versions of Python and of the packages a fit depends on."""
     import importlib.metadata as md
     import platform
 
     versions = {"python": platform.python_version(), "magbayes": __version__}
-    for name in ("pymc", "pytensor", "nutpie", "arviz", "numpy", "pandas", "xarray", "scipy"):
+    for name in _RECORDED_PACKAGES:
         try:
             versions[name] = md.version(name)
         except md.PackageNotFoundError:
@@ -728,6 +763,7 @@ class PriorSample:
     def manifest(self) -> dict[str, Any]:
         """Provenance of the draws (as :meth:`FitResult.manifest`)."""
         return {
+            "layout_version": RESULTS_LAYOUT,
             "magbayes_version": __version__,
             "kind": "prior predictive",
             "model": self.model,
@@ -818,7 +854,7 @@ def sample_prior(
         design_counts=_jsonable(design.counts),
         cohort_summary=cohort_summary,
         observed_visits=observed_visits,
-        data_sha256=cohort.sha256,
+        data_sha256=cohort_digest(cohort),
         seed=seed_value,
         visit_years=grid,
         command=command or "",

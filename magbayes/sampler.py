@@ -142,7 +142,8 @@ def sample_posterior(
     xarray.DataTree
         Groups posterior, sample_stats, observed_data, constant_data. The posterior's
         attributes hold ``sampling_time`` (seconds, without compilation) and, for nutpie,
-        ``compiled_from`` (``cache``, ``compiled`` or ``uncached``: see ``compile_for_nutpie``).
+        ``compiled_from`` (``cache``, ``compiled``, ``uncached`` or ``nutpie``: see
+        ``compile_for_nutpie``).
     """
     import pymc as pm
 

@@ -42,6 +42,7 @@ import pandas as pd
 
 from magbayes.cohort.tables import Cohort
 from magbayes.errors import SpecError
+from magbayes.provenance import cohort_digest
 from magbayes.spec import Spec
 
 #: The factors varied, in the order of the table's columns.
@@ -306,7 +307,7 @@ def fit_point(
             design_counts=design.counts,
             standardisation=design.standardisation,
             cohort_summary=point_cohort.summary(),
-            data_sha256=cohort.sha256,
+            data_sha256=cohort_digest(cohort),
             seed=seed,
             sampler=sampler,
             timing={"sampling_seconds": seconds, "wall_seconds": seconds},
@@ -454,7 +455,7 @@ def run_sensitivity(
         "prior_scale_keys": prior_scale_keys(spec),
         "sampling": sampling,
         "contrast_scale": scale,
-        "data_sha256": cohort.sha256,
+        "data_sha256": cohort_digest(cohort),
         "spec": spec.data,
         "wall_seconds": time.perf_counter() - started,
         "versions": package_versions(),

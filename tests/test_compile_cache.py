@@ -6,15 +6,21 @@ same log density, gradient and draws as ``nutpie.compile_pymc_model``.
 """
 
 import ctypes
+import hashlib
 import json
+import os
 import subprocess
 import sys
 import textwrap
+import time
+import types
+from pathlib import Path
 
 import numpy as np
 import nutpie
 import pymc as pm
 import pytensor.tensor as pt
+import pytest
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
@@ -261,7 +267,8 @@ def test_a_damaged_index_entry_is_compiled_again():
     index = compile_cache.cache_dir() / f"{key}.json"
     for damaged in ['{"inputs": [', '{"n_dim": 5}', "[]", '{"inputs": [["int64", 2]]}']:
         index.write_text(damaged)  # cut short; keys missing; inputs of another structure
-        _, source = compile_for_nutpie(small_model(outcome_shift=0.25))
+        with pytest.warns(compile_cache.CompilePathWarning, match="damaged"):
+            _, source = compile_for_nutpie(small_model(outcome_shift=0.25))
         assert source == "compiled"
         stored = json.loads(index.read_text())["inputs"]
         # the parameter layout, then the lengths of the dimensions site and visit
@@ -308,3 +315,159 @@ def test_an_unwritable_cache_folder_only_means_no_cache(monkeypatch, tmp_path):
     # nothing was stored, so the next fit compiles again
     _, source = compile_for_nutpie(small_model(outcome_shift=0.75))
     assert source == "compiled"
+
+
+# ------------------------------------------------- nutpie's private pieces missing or changed
+
+
+def _nutpie_without(monkeypatch, name, replacement=None):
+    """Make ``from nutpie.compile_pymc import name`` see a release without (or with another)
+    ``name``, as a new nutpie would; nutpie's own functions keep their pieces."""
+    original = sys.modules["nutpie.compile_pymc"]
+    changed = types.ModuleType("nutpie.compile_pymc")
+    changed.__dict__.update({k: v for k, v in vars(original).items() if k != name})
+    if replacement is not None:
+        setattr(changed, name, replacement)
+    monkeypatch.setitem(sys.modules, "nutpie.compile_pymc", changed)
+
+
+@pytest.mark.parametrize(
+    ("name", "replacement"),
+    [
+        ("_wrap_with_lock", None),  # removed: ImportError
+        ("_rv_dict_to_flat_array_wrapper", lambda function, *, layout: function),  # TypeError
+    ],
+)
+def test_without_nutpies_private_pieces_a_fit_compiles_with_nutpie(monkeypatch, name, replacement):
+    _nutpie_without(monkeypatch, name, replacement)
+    settings = {"draws": 50, "tune": 50, "chains": 1, "cores": 1, "seed": 7}
+    with pytest.warns(compile_cache.CompilePathWarning, match=name) as caught:
+        tree = sample_posterior(small_model(), settings)
+    ours = [w for w in caught if issubclass(w.category, compile_cache.CompilePathWarning)]
+    assert len(ours) == 1
+    assert "nutpie.compile_pymc_model" in str(ours[0].message)
+    assert tree["posterior"].attrs["compiled_from"] == "nutpie"
+    offsets = tree["posterior"]["site_offset"]
+    assert offsets.dims == ("chain", "draw", "site") and offsets.shape == (1, 50, 3)
+    assert np.isfinite(offsets.values).all()
+
+
+# ---------------------------------------------- two fits at once, and damaged numba files
+
+TINY_FIT = textwrap.dedent(
+    """
+    import ctypes, json
+    import numpy as np
+    import nutpie
+    import pymc as pm
+    from magbayes.compile_cache import compile_for_nutpie
+
+    with pm.Model() as model:
+        level = pm.Normal("level", 0.0, 1.0)
+        spread = pm.HalfNormal("spread", 1.0)
+        observed = pm.Data("observed", np.array([0.3, -0.2, 1.1, 0.4]))
+        pm.Normal("outcome", level, spread, observed=observed)
+    compiled, source = compile_for_nutpie(model)
+    # the compiled callback's log density and gradient against PyMC's at a few points
+    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    double_p = ctypes.POINTER(ctypes.c_double)
+    error = 0.0
+    for point in ([0.1, -0.3], [-1.2, 0.8], [2.0, 0.0]):
+        x = np.asarray(point)
+        gradient, density = np.zeros(2), np.zeros(())
+        status = compiled.compiled_logp_func.ctypes(
+            2, x.ctypes.data_as(double_p), gradient.ctypes.data_as(double_p),
+            density.ctypes.data_as(double_p), ctypes.c_void_p(compiled.user_data.ctypes.data))
+        values = {"level": x[0], "spread_log__": x[1]}
+        error = max(error, status, abs(float(density) - logp(values)),
+                    float(np.max(np.abs(gradient - dlogp(values)))))
+    tree = nutpie.sample(compiled, draws=50, tune=50, chains=1, cores=1, seed=3,
+                         progress_bar=False)
+    level_draws = tree["posterior"]["level"].values
+    print(json.dumps({"source": source, "error": error, "shape": list(level_draws.shape),
+                      "finite": bool(np.isfinite(level_draws).all())}))
+    """
+)
+
+
+def _start_tiny_fit(compile_dir: Path) -> subprocess.Popen:
+    """A process that compiles (or loads) and samples a 2-parameter model in ``compile_dir``."""
+    root = Path(compile_cache.__file__).resolve().parents[1]  # this checkout's magbayes
+    env = {
+        **os.environ,
+        "PYTENSOR_FLAGS": f"base_compiledir={compile_dir}",
+        "PYTHONPATH": str(root),
+        "MAGBAYES_COMPILE_CACHE": "1",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-c", TINY_FIT],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish(process: subprocess.Popen) -> tuple[dict, str]:
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1]), err
+
+
+def _entries(compile_dir: Path) -> list[Path]:
+    return sorted((compile_dir / "magbayes").glob("*.json"))
+
+
+def _entry_is_whole(compile_dir: Path, entry: Path) -> bool:
+    recorded = json.loads(entry.read_text())["files"]
+    numba = compile_dir / "numba"
+    return bool(recorded) and all(
+        (numba / name).is_file()
+        and hashlib.sha256((numba / name).read_bytes()).hexdigest() == digest
+        for name, digest in recorded.items()
+    )
+
+
+@pytest.fixture(scope="module")
+def two_fits_at_once(tmp_path_factory):
+    """Two processes started together on an empty compile directory: their results."""
+    compile_dir = tmp_path_factory.mktemp("compiledir")
+    started = time.perf_counter()
+    processes = [_start_tiny_fit(compile_dir), _start_tiny_fit(compile_dir)]
+    results = [_finish(process)[0] for process in processes]
+    return compile_dir, results, time.perf_counter() - started
+
+
+def test_two_fits_at_once_compile_once_and_leave_one_whole_entry(two_fits_at_once):
+    compile_dir, results, _ = two_fits_at_once
+    # one compiled (holding the entry's lock), the other waited and loaded what it stored
+    assert sorted(result["source"] for result in results) == ["cache", "compiled"]
+    for result in results:
+        assert result["error"] < 1e-10  # the log density and gradient of this model
+        assert result["shape"] == [1, 50] and result["finite"]
+    entries = _entries(compile_dir)
+    assert len(entries) == 1
+    assert _entry_is_whole(compile_dir, entries[0])
+    assert not list((compile_dir / "magbayes").glob("*.tmp"))
+    assert not [p for p in (compile_dir / "numba").iterdir() if ".tmp." in p.name]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_damaged_numba_files_are_compiled_again_with_a_warning(two_fits_at_once, damage):
+    compile_dir, _, _ = two_fits_at_once
+    (entry,) = _entries(compile_dir)
+    recorded = json.loads(entry.read_text())["files"]
+    name = next(n for n in sorted(recorded) if "magbayes_logp" in n and n.endswith(".nbc"))
+    if damage == "truncated":
+        path = compile_dir / "numba" / name
+        path.write_bytes(path.read_bytes()[:200])
+    else:
+        index = name.rsplit(".", 2)[0] + ".nbi"  # numba's index of the same callback
+        (compile_dir / "numba" / index).write_bytes(b"not numba's index")
+    result, err = _finish(_start_tiny_fit(compile_dir))
+    assert result["source"] == "compiled"
+    assert "CompilePathWarning" in err and "damaged" in err
+    assert result["error"] < 1e-10 and result["finite"]
+    assert _entries(compile_dir) == [entry]
+    assert _entry_is_whole(compile_dir, entry)

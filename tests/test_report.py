@@ -16,6 +16,7 @@ import pytest
 import magbayes as mb
 from magbayes.cli import main
 from magbayes.fit import FitResult, load_fit, sample_prior
+from magbayes.provenance import RESULTS_LAYOUT
 from magbayes.report import write_report
 from magbayes.report.methods import docstring_blocks
 from magbayes.report.prior import prior_visit_years, write_prior_check
@@ -251,6 +252,49 @@ def test_report_command_rewrites_without_sampling(fitted, tmp_path, monkeypatch,
 def test_report_command_on_a_folder_without_results_is_bad_input(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "not a magbayes results folder" in capsys.readouterr().err
+
+
+# ------------------------------------------------------- results tied to data and layout
+
+
+def test_a_saved_fit_reopens_with_the_cohort_it_was_fitted_to(fitted, cohort):
+    result, folder = fitted
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["data_sha256"] == cohort.sha256
+    assert manifest["layout_version"] == RESULTS_LAYOUT
+    assert load_fit(folder, cohort=cohort).data_sha256 == cohort.sha256
+    assert load_fit(folder, cohort=cohort.source).headline() == result.headline()
+
+
+def test_a_cohort_with_one_score_changed_is_refused_naming_both_hashes(fitted, cohort, tmp_path):
+    _, folder = fitted
+    changed = tmp_path / "cohort"
+    shutil.copytree(cohort.source, changed)
+    visits = pd.read_csv(changed / "visits.csv")
+    visits.loc[0, "incat"] = (int(visits.loc[0, "incat"]) + 1) % 10
+    visits.to_csv(changed / "visits.csv", index=False)
+    other = mb.load_cohort(changed)
+    for given in (other, changed):
+        with pytest.raises(mb.CohortMismatchError) as refused:
+            load_fit(folder, cohort=given)
+        assert cohort.sha256 in str(refused.value) and other.sha256 in str(refused.value)
+
+
+@pytest.mark.parametrize("layout", [1, None])
+def test_a_results_folder_of_another_layout_is_refused(fitted, tmp_path, capsys, layout):
+    _, folder = fitted
+    copy = tmp_path / "results"
+    shutil.copytree(folder, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest.pop("layout_version")
+    if layout is not None:
+        manifest["layout_version"] = layout
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    said = f"results folder {copy} was written with results layout 1 by magbayes"
+    with pytest.raises(mb.ResultsLayoutError, match=said):
+        load_fit(copy)
+    assert main(["report", str(copy)]) == 2
+    assert "this magbayes reads layout 2; refit" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- prior only
