@@ -251,7 +251,7 @@ def test_validate_option_for_a_tab_and_a_bad_date_format(french, capsys):
     assert raised.value.code == 2
 
 
-@pytest.mark.parametrize("command", ["fit", "answer", "sensitivity"])
+@pytest.mark.parametrize("command", ["fit", "answer", "sensitivity", "sbc"])
 def test_commands_that_read_a_cohort_take_the_format_options(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])
@@ -284,14 +284,18 @@ def test_a_workbook_with_date_cells_and_numbers_as_text_loads(exports, tmp_path)
     assert_same_cohort(load_cohort(path), load_cohort(iso))
 
 
-def test_workbook_date_cells_are_dates_whatever_the_stated_format(exports, tmp_path):
+def test_workbook_text_cells_follow_the_stated_format_typed_cells_do_not(exports, tmp_path):
     iso = exports[0]
     with pd.ExcelWriter(tmp_path / "cohort.xlsx", engine="openpyxl") as writer:
         for name in ("patients", "visits", "treatments"):
             frame = pd.read_csv(iso / f"{name}.csv", dtype=str, keep_default_na=False)
             for column in frame:
                 values = frame[column].replace("", None)
-                if column in DATE_COLUMNS:
+                if name == "visits" and column == "date":  # text in the stated format
+                    frame[column] = pd.to_datetime(values).dt.strftime("%d/%m/%Y")
+                elif name == "visits" and column == "irods":  # text with decimal commas
+                    frame[column] = frame[column].str.replace(".", ",")
+                elif column in DATE_COLUMNS:
                     frame[column] = pd.to_datetime(values)  # date cells
                 elif pd.to_numeric(values, errors="coerce").notna().sum() == values.notna().sum():
                     frame[column] = pd.to_numeric(values)  # number cells
@@ -315,3 +319,20 @@ def test_problems_of_one_kind_in_one_column_are_one_line():
     err = CohortError(problems, source="c")
     assert len(err.problems) == 8
     assert str(err).splitlines()[1:] == [f"  - {line}" for line in lines]
+
+
+def test_fit_reads_the_french_export_with_the_options(french, capsys):
+    assert main(["fit", "progression", "--data", str(french), "--dry-run"]) == 2
+    assert "--sep ';'" in capsys.readouterr().err
+    assert main(["fit", "progression", "--data", str(french), "--dry-run", *FRENCH_OPTIONS]) == 0
+
+
+def test_sbc_reads_a_cohort_design_in_the_stated_format(french):
+    from magbayes.fit import resolve_spec
+    from magbayes.sbc import ModelStructure
+
+    structure = ModelStructure(
+        resolve_spec("progression"), data=str(french), data_format=tuple(FRENCH.items())
+    )
+    assert structure.cohort().n_patients == 47
+    assert structure.describe()["cohort"]["format"] == FRENCH
