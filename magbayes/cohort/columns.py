@@ -21,9 +21,18 @@ class ProblemLog:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
 
-    def add(self, file: str, row: int | None, column: str | None, value: str, expected: str):
+    def add(
+        self,
+        file: str,
+        row: int | None,
+        column: str | None,
+        value: str,
+        expected: str,
+        *,
+        kind: str = "",
+    ):
         """Note one problem (see :class:`magbayes.errors.Problem` for the fields)."""
-        self.problems.append(Problem(file, row, column, value, expected))
+        self.problems.append(Problem(file, row, column, value, expected, kind=kind))
 
 
 def require_columns(table: RawTable, columns: Iterable[str], log: ProblemLog) -> bool:
@@ -109,7 +118,8 @@ def _read_cell(
     try:
         return rule.parse(text)
     except UnreadableError as err:
-        log.add(label, row, column, text, rule.expected + (f"; {err.hint}" if err.hint else ""))
+        hint = f"; {err.hint}" if err.hint else ""
+        log.add(label, row, column, text, rule.expected + hint, kind=f"{rule.expected}; {err.kind}")
         return None
 
 
@@ -120,22 +130,25 @@ def read_extra_column(table: RawTable, column: str, log: ProblemLog) -> pd.Serie
     -------
     pandas.Series
         Float when every value is a number; text (``string`` dtype) otherwise. Empty cells
-        are missing. When the only values that are not numbers are numbers written with a
-        comma, each is reported instead of the column silently becoming text.
+        are missing. When the only values that are not numbers are numbers written in
+        another notation (the other decimal mark, a thousands separator), each is
+        reported instead of the column silently becoming text.
     """
+    decimal = table.file_format.decimal
     texts = table.frame[column]
     present = texts[~texts.map(is_missing)]
-    unreadable = {}
+    numbers = pd.Series(float("nan"), index=texts.index)
+    unreadable: dict[int, tuple[str, UnreadableError]] = {}
     for row, text in present.items():
         try:
-            parse_number(text)
+            numbers[row] = parse_number(text, decimal)
         except UnreadableError as err:
-            unreadable[row] = (text, err.hint)
+            unreadable[row] = (text, err)
     if not unreadable:
-        return pd.to_numeric(texts.where(~texts.map(is_missing)), errors="raise").astype(float)
-    if all("comma" in hint or "separator" in hint for _, hint in unreadable.values()):
-        for row, (text, hint) in unreadable.items():
-            log.add(
-                table.label, row, column, text, f"a number written with a decimal point; {hint}"
-            )
+        return numbers.astype(float)
+    if all(err.notation for _, err in unreadable.values()):
+        mark = "point" if decimal == "." else "comma"
+        for row, (text, err) in unreadable.items():
+            expected = f"a number written with a decimal {mark}"
+            log.add(table.label, row, column, text, f"{expected}; {err.hint}", kind=err.kind)
     return texts.where(~texts.map(is_missing)).astype("string")

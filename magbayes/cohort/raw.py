@@ -1,8 +1,9 @@
 """Cohort files as text tables: every cell a stripped string, every row its number in the file.
 
 Nothing here interprets a value. A CSV file is decoded as UTF-8 (a byte-order mark is
-fine) and split with :mod:`csv`; a workbook sheet is read with openpyxl and each cell
-written back as the text a user would type. Row numbers are those of the file or sheet
+fine) and split with :mod:`csv` at the stated separator; a workbook sheet is read with
+openpyxl and each cell written back as the text a user would type in the stated format
+(:class:`~magbayes.cohort.fileformat.CohortFormat`). Row numbers are those of the file or sheet
 (header = row 1), so every later message points at the right line.
 """
 
@@ -16,10 +17,11 @@ from datetime import date, datetime, time
 
 import pandas as pd
 
+from magbayes.cohort.fileformat import CohortFormat, how_to_state, separator_name
 from magbayes.errors import Problem
 
-#: Separators that a CSV file exported with another locale often uses instead of ``,``.
-_OTHER_SEPARATORS: dict[str, str] = {";": "';'", "\t": "a tab"}
+#: Separators a CSV file may use; a header read as one field holding one is reported.
+_SEPARATORS: tuple[str, ...] = (",", ";", "\t", "|")
 
 
 @dataclass(frozen=True)
@@ -34,10 +36,13 @@ class RawTable:
         Every cell as stripped text (``""`` when empty), one column per header name,
         indexed by the row number in the file (header = row 1; blank rows are skipped but
         still counted).
+    file_format : CohortFormat
+        How the file is written (decimal mark and date format of its text).
     """
 
     label: str
     frame: pd.DataFrame
+    file_format: CohortFormat
 
     def has(self, column: str) -> bool:
         """Whether the header names this column."""
@@ -48,7 +53,9 @@ class RawTable:
         return self.has(column) and bool((self.frame[column] != "").any())
 
 
-def csv_table(label: str, data: bytes, problems: list[Problem]) -> RawTable | None:
+def csv_table(
+    label: str, data: bytes, problems: list[Problem], fmt: CohortFormat
+) -> RawTable | None:
     """Split a CSV file's bytes into a :class:`RawTable`.
 
     Parameters
@@ -59,6 +66,8 @@ def csv_table(label: str, data: bytes, problems: list[Problem]) -> RawTable | No
         The file's raw content.
     problems : list of Problem
         Receives the file-level problems (empty, not UTF-8, wrong separator, ...).
+    fmt : CohortFormat
+        How the file is written (its separator, decimal mark and dates).
 
     Returns
     -------
@@ -68,7 +77,7 @@ def csv_table(label: str, data: bytes, problems: list[Problem]) -> RawTable | No
     text = _decode_utf8(label, data, problems)
     if text is None:
         return None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=fmt.sep)
     records: list[tuple[int, list[str]]] = []
     try:
         for number, cells in enumerate(reader, start=1):
@@ -78,7 +87,7 @@ def csv_table(label: str, data: bytes, problems: list[Problem]) -> RawTable | No
             Problem(label, len(records) + 1, None, "", f"a well-formed CSV row ({err})")
         )
         return None
-    return table_from_records(label, records, problems)
+    return table_from_records(label, records, problems, fmt)
 
 
 def _decode_utf8(label: str, data: bytes, problems: list[Problem]) -> str | None:
@@ -100,7 +109,9 @@ def _decode_utf8(label: str, data: bytes, problems: list[Problem]) -> str | None
         return None
 
 
-def sheet_table(label: str, rows: Iterable[tuple], problems: list[Problem]) -> RawTable | None:
+def sheet_table(
+    label: str, rows: Iterable[tuple], problems: list[Problem], fmt: CohortFormat
+) -> RawTable | None:
     """Turn a worksheet's cell values (openpyxl ``values_only`` rows) into a :class:`RawTable`.
 
     Parameters
@@ -111,37 +122,52 @@ def sheet_table(label: str, rows: Iterable[tuple], problems: list[Problem]) -> R
         Cell values row by row, starting at sheet row 1.
     problems : list of Problem
         Receives the problems found.
+    fmt : CohortFormat
+        How text cells are written; typed cells (numbers, dates) are written back so.
     """
     records = [
-        (number, [cell_text(value) for value in values]) for number, values in enumerate(rows, 1)
+        (number, [cell_text(value, fmt) for value in values])
+        for number, values in enumerate(rows, 1)
     ]
-    return table_from_records(label, records, problems)
+    return table_from_records(label, records, problems, fmt)
 
 
-def cell_text(value: object) -> str:
-    """The text of a spreadsheet cell as a user would have typed it.
+def cell_text(value: object, fmt: CohortFormat) -> str:
+    """The text of a spreadsheet cell as a user would have typed it in the format ``fmt``.
 
-    Whole dates become ``YYYY-MM-DD``; whole floats lose their ``.0``; other numbers keep
-    every digit (``repr``), so nothing is rounded.
+    Date cells become ISO dates (``YYYY-MM-DD``, with the time of day if any), or dates in
+    the stated format when it writes and reads them back unchanged; whole floats lose
+    their ``.0``; other numbers keep every digit (``repr``, with the stated decimal mark),
+    so nothing is rounded. Text cells stay as typed.
     """
     if value is None:
         return ""
-    if isinstance(value, datetime):
-        return value.date().isoformat() if value.time() == time(0) else value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
+    if isinstance(value, datetime | date):
+        return _date_text(value, fmt)
     if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
+        text = str(int(value)) if value.is_integer() else repr(value)
+        return text.replace(".", fmt.decimal)
     return str(value).strip()
 
 
+def _date_text(value: date, fmt: CohortFormat) -> str:
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if fmt.date_format is not None:
+        text = value.strftime(fmt.date_format)
+        if datetime.strptime(text, fmt.date_format) == value:
+            return text
+    # ISO: read as such by default; refused, naming the stated format, otherwise
+    return value.date().isoformat() if value.time() == time(0) else value.isoformat()
+
+
 def table_from_records(
-    label: str, records: list[tuple[int, list[str]]], problems: list[Problem]
+    label: str, records: list[tuple[int, list[str]]], problems: list[Problem], fmt: CohortFormat
 ) -> RawTable | None:
     """Build a :class:`RawTable` from numbered records; the first non-blank one is the header.
 
     Problems found (empty file, another separator, unnamed or repeated columns, rows with
-    more fields than the header) are appended to ``problems``.
+    more fields than the header) are appended to ``problems``. The table keeps ``fmt``.
     """
     records = [
         (n, [c.strip() for c in cells]) for n, cells in records if any(c.strip() for c in cells)
@@ -152,7 +178,7 @@ def table_from_records(
         )
         return None
     (header_row, header), body = records[0], records[1:]
-    if _wrong_separator(label, header_row, header, problems):
+    if _wrong_separator(label, header_row, header, fmt.sep, problems):
         return None
     body = _rows_that_fit(label, len(header), body, problems)
     frame = pd.DataFrame(
@@ -163,27 +189,31 @@ def table_from_records(
     )
     keep = _named_columns(label, header_row, header, frame, problems)
     frame = frame[list(keep)].set_axis(list(keep.values()), axis=1)
-    return RawTable(label=label, frame=frame)
+    return RawTable(label=label, frame=frame, file_format=fmt)
 
 
 def _wrong_separator(
-    label: str, header_row: int, header: list[str], problems: list[Problem]
+    label: str, header_row: int, header: list[str], sep: str, problems: list[Problem]
 ) -> bool:
+    """Report a header read as one field that holds another separator."""
     if len(header) != 1:
         return False
-    for separator, name in _OTHER_SEPARATORS.items():
-        if separator in header[0]:
-            problems.append(
-                Problem(
-                    label,
-                    header_row,
-                    None,
-                    header[0],
-                    f"fields separated by ',' (this file seems to use {name}; in Excel, "
-                    "save as 'CSV UTF-8 (comma delimited)')",
-                )
+    for other in _SEPARATORS:
+        if other == sep or other not in header[0]:
+            continue
+        found = separator_name(other)
+        if sep == ",":
+            expected = (
+                f"fields separated by ',': the file is separated by {found}; say so with "
+                + how_to_state("sep", other)
             )
-            return True
+        else:
+            expected = (
+                f"fields separated by {separator_name(sep)}, as stated (--sep or "
+                f"cohort.toml), but the file is separated by {found}"
+            )
+        problems.append(Problem(label, header_row, None, header[0], expected))
+        return True
     return False
 
 
@@ -206,6 +236,7 @@ def _rows_that_fit(
                     ",".join(cells),
                     f"at most {width} fields, as in the header row (found {len(cells)}); "
                     "a decimal comma such as 4,5 splits a field in two: write 4.5",
+                    kind="more fields than the header",
                 )
             )
             continue

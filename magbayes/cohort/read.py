@@ -1,6 +1,8 @@
 """Reading a cohort from disk: a folder of three CSV files, or one workbook of three sheets.
 
-:func:`load_cohort` is the only way in from files. It reads every file as text, checks
+:func:`load_cohort` is the only way in from files. It reads how the files are written
+(``cohort.toml`` beside them, overridden by what the caller states; see
+:mod:`magbayes.cohort.fileformat`), reads every file as text in that format, checks
 everything (:mod:`magbayes.cohort.validate`), and either returns a
 :class:`~magbayes.cohort.tables.Cohort` on the years-since-onset axis or raises one
 :class:`~magbayes.errors.CohortError` listing every problem found.
@@ -14,6 +16,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from magbayes.cohort.fileformat import FORMAT_FILE, CohortFormat, resolve_format
 from magbayes.cohort.raw import RawTable, csv_table, sheet_table
 from magbayes.cohort.tables import (
     DEFAULT_SURAL_THRESHOLD_UV,
@@ -42,7 +45,7 @@ class CohortFiles:
         ``"csv"`` (three CSV files) or ``"xlsx"`` (one workbook).
     contents : list of (str, bytes)
         File name and raw bytes of each file found, in a fixed order (patients, visits,
-        treatments; or the workbook alone).
+        treatments; or the workbook alone), then ``cohort.toml`` when there is one.
     missing : list of str
         CSV files the folder lacks.
     """
@@ -51,10 +54,18 @@ class CohortFiles:
     contents: list[tuple[str, bytes]]
     missing: list[str]
 
+    @property
+    def statement(self) -> bytes | None:
+        """The bytes of ``cohort.toml`` (how the files are written), or ``None``."""
+        return dict(self.contents).get(FORMAT_FILE)
+
 
 def load_cohort(
     path: str | Path,
     *,
+    date_format: str | None = None,
+    sep: str | None = None,
+    decimal: str | None = None,
     sural_threshold_uv: float = DEFAULT_SURAL_THRESHOLD_UV,
     sural_window_years: float = DEFAULT_SURAL_WINDOW_YEARS,
 ) -> Cohort:
@@ -66,8 +77,20 @@ def load_cohort(
         A folder with ``patients.csv``, ``visits.csv`` and ``treatments.csv`` (UTF-8,
         ``,`` separator); or a folder holding exactly one ``.xlsx`` workbook; or the path
         of an ``.xlsx`` workbook with sheets ``patients``, ``visits`` and ``treatments``.
-        Times are ISO dates (converted with 365.25-day years from each patient's
+        Times are dates (converted with 365.25-day years from each patient's
         ``onset_date``) or decimal years since onset, one convention per file.
+    date_format : str, optional
+        :func:`datetime.strptime` format of the dates (``"%d/%m/%Y"``); default ISO
+        (``YYYY-MM-DD``).
+    sep : str, optional
+        Field separator of the CSV files (``";"``); default ``","``.
+    decimal : str, optional
+        Decimal mark of numbers, ``"."`` (default) or ``","``.
+
+        Each of these three replaces the value of a ``cohort.toml`` beside the files (keys
+        ``date_format``, ``sep``, ``decimal``), which otherwise says how they are written.
+        In a workbook, ``date_format`` and ``decimal`` apply to text cells; number and
+        date cells are read as what they are.
     sural_threshold_uv : float
         Early-sural threshold: a first sural SNAP below this amplitude (µV) is reduced.
     sural_window_years : float
@@ -87,15 +110,20 @@ def load_cohort(
     FileNotFoundError
         If ``path`` does not exist.
     CohortError
-        With every problem found in the cohort (CONTRACT.md section 2), if any.
+        With every problem found in the cohort (CONTRACT.md section 2), if any; or with
+        the problems of ``cohort.toml`` or of a stated format, alone.
     """
     path = Path(path)
     files = find_cohort_files(path)
+    try:
+        fmt = resolve_format(files.statement, date_format=date_format, sep=sep, decimal=decimal)
+    except CohortError as err:
+        raise CohortError(err.problems, source=str(path)) from None
     problems = [
         Problem(name, None, None, "", f"this file in the cohort folder ({_WHERE_FILES_GO})")
         for name in files.missing
     ]
-    tables, labels = _read_tables(files, problems)
+    tables, labels = _read_tables(files, fmt, problems)
     checked = check_tables(
         tables["patients"],
         tables["visits"],
@@ -111,6 +139,7 @@ def load_cohort(
         checked.treatments,
         source=str(path),
         sha256=sha256_of(files.contents),
+        file_format=fmt,
         sural_threshold_uv=sural_threshold_uv,
         sural_window_years=sural_window_years,
     )
@@ -150,7 +179,8 @@ def find_cohort_files(path: Path) -> CohortFiles:
     """Locate a cohort's files and read their bytes.
 
     A folder with any of the three CSV files is read as CSV (the others are then
-    missing); otherwise it must hold exactly one ``.xlsx`` workbook.
+    missing); otherwise it must hold exactly one ``.xlsx`` workbook. A ``cohort.toml`` in
+    the folder (beside a workbook given by its path) comes last.
 
     Raises
     ------
@@ -161,6 +191,15 @@ def find_cohort_files(path: Path) -> CohortFiles:
     """
     if not path.exists():
         raise FileNotFoundError(f"no cohort at {path}: {_WHERE_FILES_GO}")
+    files = _tables_files(path)
+    statement = (path if path.is_dir() else path.parent) / FORMAT_FILE
+    if statement.is_file():
+        files.contents.append((FORMAT_FILE, statement.read_bytes()))
+    return files
+
+
+def _tables_files(path: Path) -> CohortFiles:
+    """The files of the three tables (see :func:`find_cohort_files`)."""
     if path.is_file():
         if path.suffix.lower() != ".xlsx":
             raise CohortError(
@@ -202,23 +241,23 @@ def find_cohort_files(path: Path) -> CohortFiles:
 
 
 def _read_tables(
-    files: CohortFiles, problems: list[Problem]
+    files: CohortFiles, fmt: CohortFormat, problems: list[Problem]
 ) -> tuple[dict[str, RawTable | None], dict[str, str]]:
     """Text tables by name (``None`` if unreadable) and the label of each in messages."""
     if files.kind == "xlsx":
-        return _read_workbook(*files.contents[0], problems)
+        return _read_workbook(*files.contents[0], fmt, problems)
     data = dict(files.contents)
     tables: dict[str, RawTable | None] = {}
     labels: dict[str, str] = {}
     for name in TABLE_NAMES:
         labels[name] = f"{name}.csv"
         raw = data.get(labels[name])
-        tables[name] = None if raw is None else csv_table(labels[name], raw, problems)
+        tables[name] = None if raw is None else csv_table(labels[name], raw, problems, fmt)
     return tables, labels
 
 
 def _read_workbook(
-    name: str, data: bytes, problems: list[Problem]
+    name: str, data: bytes, fmt: CohortFormat, problems: list[Problem]
 ) -> tuple[dict[str, RawTable | None], dict[str, str]]:
     """Read the three sheets of a workbook; labels are ``workbook.xlsx[sheet]``."""
     import openpyxl  # a dependency; imported here to keep `import magbayes` light
@@ -242,7 +281,7 @@ def _read_workbook(
                 )
                 continue
             rows = workbook[sheets[table]].iter_rows(min_row=1, values_only=True)
-            tables[table] = sheet_table(labels[table], rows, problems)
+            tables[table] = sheet_table(labels[table], rows, problems, fmt)
     finally:
         workbook.close()
     return tables, labels

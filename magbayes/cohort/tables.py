@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from magbayes.cohort.fileformat import DEFAULT_FORMAT, CohortFormat
+
 #: Disability scores a visit may carry, with their integer range (``None`` = continuous).
 SCORES: dict[str, tuple[float, float, bool]] = {
     # name: (lowest, highest, integer)
@@ -97,6 +99,8 @@ class Cohort:
     sural_window_years : float
         Window (years since onset) within which the first nerve conduction study must
         fall for ``sural_reduced`` to be defined.
+    file_format : CohortFormat
+        How the files were written (date format, separator, decimal mark).
     """
 
     patients: pd.DataFrame
@@ -104,6 +108,7 @@ class Cohort:
     treatments: pd.DataFrame
     source: str = "in-memory"
     sha256: str = ""
+    file_format: CohortFormat = DEFAULT_FORMAT
     sural_threshold_uv: float = DEFAULT_SURAL_THRESHOLD_UV
     sural_window_years: float = DEFAULT_SURAL_WINDOW_YEARS
     extra: dict = field(default_factory=dict, compare=False)
@@ -118,6 +123,7 @@ class Cohort:
         *,
         source: str = "in-memory",
         sha256: str = "",
+        file_format: CohortFormat = DEFAULT_FORMAT,
         sural_threshold_uv: float = DEFAULT_SURAL_THRESHOLD_UV,
         sural_window_years: float = DEFAULT_SURAL_WINDOW_YEARS,
     ) -> Cohort:
@@ -131,6 +137,8 @@ class Cohort:
             :func:`magbayes.load_cohort` for files.
         source, sha256 : str
             Provenance.
+        file_format : CohortFormat
+            How the files were written (provenance).
         sural_threshold_uv : float
             Early-sural threshold (µV).
         sural_window_years : float
@@ -182,6 +190,7 @@ class Cohort:
             treatments=treatments,
             source=source,
             sha256=sha256,
+            file_format=file_format,
             sural_threshold_uv=float(sural_threshold_uv),
             sural_window_years=float(sural_window_years),
         )
@@ -248,7 +257,8 @@ class Cohort:
         dict
             Patients by site and pattern, visits per patient, courses by line and
             treatment, early-sural counts (reduced / preserved / missing) with the
-            definition used, and follow-up (years).
+            definition used, follow-up (years), and how the files were written
+            (``file_format``: ``date_format``, ``sep``, ``decimal``).
         """
         p = self.patients
         pattern = p["pattern"] if "pattern" in p.columns else pd.Series(pd.NA, index=p.index)
@@ -258,6 +268,7 @@ class Cohort:
         follow = p["follow_up_years"]
         return {
             "source": self.source,
+            "file_format": self.file_format.as_dict(),
             "n_patients": int(len(p)),
             "n_sites": int(p["site"].nunique()),
             "patients_by_site": {

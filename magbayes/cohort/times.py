@@ -157,11 +157,12 @@ def read_times(
         The dates themselves (datetime64; all NaT for a file in years).
     """
     if not convention.uses_dates:
-        rule = number_rule("decimal years since symptom onset, e.g. 4.5")
+        example = "4.5".replace(".", table.file_format.decimal)
+        rule = number_rule(f"decimal years since symptom onset, e.g. {example}", table.file_format)
         values = read_column(table, column, rule, log, required=required)
         years = values.astype(float)
         return years, pd.Series(pd.NaT, index=years.index, dtype="datetime64[ns]")
-    rule = date_rule("dates in this file are converted to years since onset")
+    rule = date_rule("dates in this file are converted to years since onset", table.file_format)
     dates = read_column(table, column, rule, log, required=required)
     years = [
         years_between(onsets[pid], when) if when is not None and pid in onsets else np.nan
@@ -203,4 +204,4 @@ def check_after_onset(
             expected = f"{what} on or after symptom onset (onset_date {onset})"
         else:
             expected = f"{what} on or after symptom onset: years since onset >= 0"
-        log.add(table.label, int(row), column, text, expected)
+        log.add(table.label, int(row), column, text, expected, kind=f"{what} before onset")

@@ -233,7 +233,7 @@ def _read_onsets(
     onset = read_column(
         table,
         "onset_date",
-        date_rule("symptom onset"),
+        date_rule("symptom onset", table.file_format),
         log,
         required=bool(files_with_dates),
         required_because=because,
@@ -265,9 +265,9 @@ def _read_patient_measurements(table: RawTable, log: ProblemLog) -> dict[str, pd
             continue
         meaning = PATIENT_NUMERIC_NAMES.get(column, column)
         if zero_allowed:
-            rule = number_rule(meaning, minimum=lower)
+            rule = number_rule(meaning, table.file_format, minimum=lower)
         else:
-            rule = number_rule(meaning, above=lower)
+            rule = number_rule(meaning, table.file_format, above=lower)
         columns[column] = read_column(table, column, rule, log).astype(float)
     return columns
 
@@ -352,7 +352,9 @@ def _read_scores(table: RawTable, log: ProblemLog) -> dict[str, pd.Series]:
     columns = {}
     for score in present:
         low, high, integer = SCORES[score]
-        rule = number_rule(SCORE_NAMES[score], minimum=low, maximum=high, integer=integer)
+        rule = number_rule(
+            SCORE_NAMES[score], table.file_format, minimum=low, maximum=high, integer=integer
+        )
         values = read_column(table, score, rule, log)
         columns[score] = values.astype("Float64").astype("Int64" if integer else "Float64")
     _check_each_visit_scored(table, present, log)
@@ -391,7 +393,9 @@ def check_treatments(
         return None
     ids = _read_patient_ids(table, patients, log)
     treatment_rule = choice_rule(TREATMENTS, "treatment")
-    line_rule = number_rule("treatment line: 1 = first line", minimum=1, integer=True)
+    line_rule = number_rule(
+        "treatment line: 1 = first line", table.file_format, minimum=1, integer=True
+    )
     columns: dict[str, pd.Series] = {
         "patient_id": ids.astype("string"),
         "treatment": read_column(table, "treatment", treatment_rule, log, required=True),

@@ -7,6 +7,7 @@ import shlex
 import sys
 
 from magbayes.cli import EXIT_NOT_CONVERGED, EXIT_OK
+from magbayes.commands.options import add_format_options, format_keywords
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tune", type=int, help="tuning steps per chain")
     p.add_argument("--chains", type=int, help="number of chains")
     p.add_argument("--allow-warnings", action="store_true", help="exit 0 despite failed checks")
+    add_format_options(p)
     p.set_defaults(func=run)
 
 
@@ -35,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from magbayes.answer import answer
     from magbayes.cohort.read import load_cohort
 
-    cohort = load_cohort(args.data)
+    cohort = load_cohort(args.data, **format_keywords(args))
     payload = answer(
         cohort,
         args.out,

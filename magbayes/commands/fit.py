@@ -7,6 +7,7 @@ import shlex
 import sys
 
 from magbayes.cli import EXIT_NOT_CONVERGED, EXIT_OK
+from magbayes.commands.options import add_format_options, format_keywords
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "figures/prior_trajectories.png, prior_summary.csv and manifest.json to --out"
         ),
     )
+    add_format_options(p)
     p.set_defaults(func=run)
 
 
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from magbayes.cohort.read import load_cohort
     from magbayes.fit import fit, prepare, resolve_spec
 
-    cohort = load_cohort(args.data)
+    cohort = load_cohort(args.data, **format_keywords(args))
     if args.dry_run:
         spec = resolve_spec(args.model)
         _, design, model = prepare(cohort, spec)

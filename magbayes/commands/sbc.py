@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from magbayes.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK
+from magbayes.commands.options import add_format_options, format_keywords
 
 
 def _positive_int(text: str) -> int:
@@ -91,6 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="variables to rank (default: the model's population-level ones)",
     )
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
+    add_format_options(p)
     p.set_defaults(func=run)
 
 
@@ -114,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
             n_sites=args.sites,
             cohort_seed=args.design_seed,
             data=args.data,
+            data_format=tuple(format_keywords(args).items()),
             parameters=tuple(args.parameters) if args.parameters else None,
         )
         result = run_sbc(

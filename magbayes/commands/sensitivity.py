@@ -7,6 +7,7 @@ import shlex
 import sys
 
 from magbayes.cli import EXIT_ERROR, EXIT_NOT_CONVERGED, EXIT_OK
+from magbayes.commands.options import add_format_options, format_keywords
 
 
 def _positive_int(text: str) -> int:
@@ -59,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="exit 0 even when convergence checks fail at some grid points",
     )
+    add_format_options(p)
     p.set_defaults(func=run)
 
 
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from magbayes.fit import resolve_spec
     from magbayes.sensitivity import run_sensitivity
 
-    cohort = load_cohort(args.data)
+    cohort = load_cohort(args.data, **format_keywords(args))
     spec = resolve_spec(args.model)
     table = run_sensitivity(
         cohort,

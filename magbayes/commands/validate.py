@@ -1,7 +1,7 @@
 """``magbayes validate DIR``: check a cohort and print its summary, or every problem found.
 
 Nothing is written anywhere. Exit status 0 when the cohort is valid, 2 when it has
-problems (each printed on its own line to stderr).
+problems (printed to stderr, one line each; many of one kind in one column on one line).
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ import json
 import math
 import sys
 
+from magbayes.cohort.fileformat import CohortFormat
 from magbayes.cohort.read import load_cohort
 from magbayes.cohort.tables import DEFAULT_SURAL_THRESHOLD_UV, DEFAULT_SURAL_WINDOW_YEARS
-from magbayes.errors import CohortError, Problem
+from magbayes.commands.options import add_format_options, format_keywords
+from magbayes.errors import CohortError, problem_lines
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -29,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "or an .xlsx workbook with those three sheets) and print a summary: patients "
             "by site and pattern, visits, courses by line and treatment, responses, "
             "early-sural counts and follow-up. On problems, print every one (file, row, "
-            "column, value, expected) to stderr and exit with status 2. Writes nothing."
+            "column, value, expected; many of one kind in one column on one line) to stderr "
+            "and exit with status 2. Writes nothing."
         ),
     )
     parser.add_argument(
@@ -54,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print the summary as JSON instead of text"
     )
+    add_format_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -80,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
             args.cohort,
             sural_threshold_uv=args.sural_threshold,
             sural_window_years=args.sural_window,
+            **format_keywords(args),
         )
     except CohortError as err:
         print(format_problems(err), file=sys.stderr)
@@ -94,24 +99,12 @@ def run(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- problems
 def format_problems(err: CohortError) -> str:
-    """A heading and one line per problem: file, row, column, value, expected."""
+    """A heading, then one line per problem: file, row, column, value, expected.
+
+    Many problems of one kind in one column are one line (count, first rows, first value).
+    """
     where = f" in {err.source}" if err.source else ""
-    lines = [f"{len(err.problems)} problem(s){where}:"]
-    lines += [format_problem(problem) for problem in err.problems]
-    return "\n".join(lines)
-
-
-def format_problem(problem: Problem) -> str:
-    """One problem on one line: ``file, row R, column 'c': value 'v': expected ...``."""
-    parts = [problem.file]
-    if problem.row is not None:
-        parts.append(f"row {problem.row}")
-    if problem.column is not None:
-        parts.append(f"column '{problem.column}'")
-    line = ", ".join(parts)
-    if problem.value != "":
-        line += f": value {problem.value!r}"
-    return f"{line}: expected {problem.expected}"
+    return "\n".join([f"{len(err.problems)} problem(s){where}:", *problem_lines(err.problems)])
 
 
 # ---------------------------------------------------------------------------- summary
@@ -120,8 +113,10 @@ def format_summary(summary: dict) -> str:
     sural = summary["early_sural"]
     visits = summary["visits_per_patient"]
     follow = summary["follow_up_years"]
+    file_format = CohortFormat(**summary["file_format"])
     lines = [
         f"Cohort {summary['source']} is valid (sha256 {summary['sha256'][:12]}...)",
+        *([] if file_format.is_default else [f"Read as: {file_format.describe()}"]),
         "",
         f"Patients: {summary['n_patients']} at {summary['n_sites']} site(s)",
         f"  by site:    {_counts(summary['patients_by_site'])}",

@@ -394,6 +394,10 @@ class ModelStructure:
         Seed of the simulated cohort's structure.
     data : str, optional
         A cohort folder or workbook whose design is used instead of a simulated one.
+    data_format : tuple of (str, str)
+        How its files are written, as stated on the command line: ``(key, value)`` pairs
+        of :func:`magbayes.load_cohort`'s ``date_format``, ``sep`` and ``decimal``
+        (the others as its ``cohort.toml`` says, or the defaults).
     parameters : tuple of str, optional
         Variables to rank (default: the model's ``SUMMARY_VARS``).
     """
@@ -403,6 +407,7 @@ class ModelStructure:
     n_sites: int = 2
     cohort_seed: int = 1
     data: str | None = None
+    data_format: tuple[tuple[str, str], ...] = ()
     parameters: tuple[str, ...] | None = None
 
     @property
@@ -417,6 +422,7 @@ class ModelStructure:
             "spec": self.spec.data,
             "cohort": (
                 {"data": self.data}
+                | ({"format": dict(self.data_format)} if self.data_format else {})
                 if self.data
                 else {
                     "simulated": True,
@@ -438,7 +444,7 @@ class ModelStructure:
         if self.data:
             from magbayes.cohort.read import load_cohort
 
-            return load_cohort(self.data)
+            return load_cohort(self.data, **dict(self.data_format))
         from magbayes.simulate import simulate_cohort
 
         return simulate_cohort(
