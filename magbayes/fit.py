@@ -32,7 +32,7 @@ from magbayes.cohort.tables import Cohort
 from magbayes.models import get_model_module, population_parameters
 from magbayes.models.base import Design
 from magbayes.sampler import sample_posterior
-from magbayes.spec import Spec, deep_merge, load_spec
+from magbayes.spec import Spec, checked, deep_merge, load_spec
 
 #: Convergence gate (CONTRACT.md section 3).
 RHAT_MAX = 1.01
@@ -57,13 +57,21 @@ def resolve_spec(model: str | Path | Spec, overrides: dict | None = None) -> Spe
     -------
     Spec
         With every key the model reads present.
+
+    Raises
+    ------
+    SpecError
+        When the spec (or an override) has an unknown table or key, a value of the wrong
+        type or out of range (:func:`magbayes.spec.checked`): before anything is fitted.
     """
     spec = model if isinstance(model, Spec) else load_spec(model)
     module = get_model_module(spec.model)
     data = deep_merge(module.DEFAULTS, spec.data)
     if overrides:
         data = deep_merge(data, overrides)
-    return Spec(model=spec.model, data=data, path=spec.path, text=spec.text)
+    builtin = spec.is_builtin and "covariates" not in (overrides or {})
+    resolved = Spec(spec.model, data, path=spec.path, text=spec.text, is_builtin=builtin)
+    return checked(resolved)
 
 
 def predictive_backend() -> str | None:
@@ -222,6 +230,7 @@ def fit(
         sampler=sampler,
         timing={**timing, "wall_seconds": wall_seconds},
         command=command or "",
+        left_out_covariates=design.left_out_covariates,
     )
 
 
@@ -252,6 +261,9 @@ class FitResult:
         ``sampling_seconds`` and ``wall_seconds`` (s).
     command : str
         Command line that produced the fit.
+    left_out_covariates : list of dict
+        Covariates of a shipped default spec the cohort lacks, left out of the model
+        (``{"covariate": ..., "reason": ...}``; CONTRACT.md section 2).
     """
 
     posterior: xr.DataTree
@@ -265,6 +277,7 @@ class FitResult:
     timing: dict[str, float]
     command: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    left_out_covariates: list[dict[str, str]] = field(default_factory=list)
 
     # ----------------------------------------------------------------- statistics
     @property
@@ -422,6 +435,7 @@ class FitResult:
             "data_sha256": self.data_sha256,
             "cohort": self.cohort_summary,
             "design_counts": self.design_counts,
+            "left_out_covariates": self.left_out_covariates,
             "standardisation": self.standardisation,
             "timing": self.timing,
             # "cache": the compiled model was loaded (magbayes.compile_cache)
@@ -524,6 +538,7 @@ def load_fit(folder: str | Path) -> FitResult:
         sampler=manifest.get("sampler", ""),
         timing=manifest.get("timing", {}),
         command=manifest.get("command", ""),
+        left_out_covariates=manifest.get("left_out_covariates", []),
     )
 
 

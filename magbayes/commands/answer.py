@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from magbayes.cli import EXIT_NOT_CONVERGED, EXIT_OK
+from magbayes.cli import EXIT_NOT_CONVERGED, EXIT_OK, note_left_out
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         chains=args.chains,
         command="magbayes " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
+    for name, entry in payload["models"].items():
+        note_left_out(entry["left_out_covariates"], name)
     for entry in payload["models"].values():
         print(entry["sentence"])
     print(payload["agreement"]["text"])
