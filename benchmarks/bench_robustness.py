@@ -25,7 +25,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_robustness.py --seeds 4 --out robustness.csv
     .venv/bin/python benchmarks/bench_robustness.py --settings real_like indication_150
-    .venv/bin/python benchmarks/bench_robustness.py --summarise robustness.csv
+    .venv/bin/python benchmarks/bench_robustness.py --summarise robustness.csv more.csv
 """
 
 from __future__ import annotations
@@ -188,10 +188,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=4, help="cohorts per setting")
     parser.add_argument("--first-seed", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("robustness.csv"))
-    parser.add_argument("--summarise", type=Path, help="only print the tables of a CSV")
+    parser.add_argument(
+        "--summarise",
+        type=Path,
+        nargs="+",
+        help="only print the tables of these CSVs (a later file's row replaces an earlier "
+        "file's row of the same setting and seed)",
+    )
     args = parser.parse_args()
     if args.summarise:
-        show(pd.read_csv(args.summarise))
+        frames = pd.concat([pd.read_csv(path) for path in args.summarise], ignore_index=True)
+        show(frames.drop_duplicates(["setting", "seed"], keep="last"))
         return
     done = pd.read_csv(args.out) if args.out.is_file() else pd.DataFrame()
     seen = set(zip(done.get("setting", []), done.get("seed", []), strict=True))

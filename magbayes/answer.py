@@ -170,6 +170,7 @@ def _entry(name: str, result: FitResult) -> dict[str, Any]:
             for k, v in result.design_counts.items()
             if isinstance(v, int) and v and ("left out" in k or "not in the likelihood" in k)
         },
+        "left_out_covariates": result.left_out_covariates,
         "results_folder": name,
     }
 

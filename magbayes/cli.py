@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from magbayes import __version__
 from magbayes.errors import CohortError, ResultsFolderError, SpecError
@@ -35,6 +36,16 @@ EXIT_BAD_INPUT = 2
 EXIT_NOT_CONVERGED = 3
 
 
+def note_left_out(left_out: list[dict[str, str]], model: str = "") -> None:
+    """Say on the terminal (stderr) which covariates of a shipped spec were left out, and why."""
+    where = f"{model}: " if model else ""
+    for item in left_out:
+        print(
+            f"note: {where}covariate '{item['covariate']}' left out: {item['reason']}",
+            file=sys.stderr,
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every available subcommand."""
     parser = argparse.ArgumentParser(
@@ -54,8 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: PyTensor's warning, on every fit, that its C back end found no BLAS library. magbayes
+#: samples through numba (nutpie) and JAX, which do their own linear algebra, and its C
+#: functions do no matrix products that BLAS would speed up; so on the command line the
+#: warning says nothing about the user's analysis, and is not shown. ``import magbayes``
+#: leaves every warning to the user.
+PYTENSOR_BLAS_WARNING = r"PyTensor could not link to a BLAS installation"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns (and exits with) the exit status."""
+    warnings.filterwarnings("ignore", message=PYTENSOR_BLAS_WARNING, category=UserWarning)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

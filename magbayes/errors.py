@@ -119,7 +119,15 @@ class CohortError(ValueError):
 
 
 class SpecError(ValueError):
-    """A model spec file is malformed or names something that does not exist."""
+    """A model spec file is malformed or names something that does not exist.
+
+    ``problems`` lists each problem of the spec on its own (one line each) when the spec was
+    checked against its model's schema (:func:`magbayes.spec_schema.check_spec`).
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        self.problems = list(problems) if problems else [message]
+        super().__init__(message)
 
 
 class ResultsFolderError(ValueError):

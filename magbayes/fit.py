@@ -33,7 +33,7 @@ from magbayes.models import get_model_module, population_parameters
 from magbayes.models.base import Design
 from magbayes.provenance import RESULTS_LAYOUT, check_cohort, check_layout, cohort_digest
 from magbayes.sampler import sample_posterior
-from magbayes.spec import Spec, deep_merge, load_spec
+from magbayes.spec import Spec, checked, deep_merge, load_spec
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +60,21 @@ def resolve_spec(model: str | Path | Spec, overrides: dict | None = None) -> Spe
     -------
     Spec
         With every key the model reads present.
+
+    Raises
+    ------
+    SpecError
+        When the spec (or an override) has an unknown table or key, a value of the wrong
+        type or out of range (:func:`magbayes.spec.checked`): before anything is fitted.
     """
     spec = model if isinstance(model, Spec) else load_spec(model)
     module = get_model_module(spec.model)
     data = deep_merge(module.DEFAULTS, spec.data)
     if overrides:
         data = deep_merge(data, overrides)
-    return Spec(model=spec.model, data=data, path=spec.path, text=spec.text)
+    builtin = spec.is_builtin and "covariates" not in (overrides or {})
+    resolved = Spec(spec.model, data, path=spec.path, text=spec.text, is_builtin=builtin)
+    return checked(resolved)
 
 
 def predictive_backend() -> str | None:
@@ -331,6 +339,7 @@ def _fit_once(
         sampler=sampler,
         timing={**timing, "wall_seconds": wall_seconds},
         command=command or "",
+        left_out_covariates=design.left_out_covariates,
     ), design
 
 
@@ -367,6 +376,9 @@ class FitResult:
         next fit was run, the spec values it changed (``"table.key": [before, after]``)
         and the failed fit's divergences, R-hat, ESS, times and reasons. Empty for a fit
         that passed at once (or was not refitted).
+    left_out_covariates : list of dict
+        Covariates of a shipped default spec the cohort lacks, left out of the model
+        (``{"covariate": ..., "reason": ...}``; CONTRACT.md section 2).
     """
 
     posterior: xr.DataTree
@@ -380,6 +392,7 @@ class FitResult:
     timing: dict[str, float]
     command: str = ""
     earlier_fits: list[dict[str, Any]] = field(default_factory=list)
+    left_out_covariates: list[dict[str, str]] = field(default_factory=list)
 
     # ----------------------------------------------------------------- statistics
     @property
@@ -539,6 +552,7 @@ class FitResult:
             "data_sha256": self.data_sha256,
             "cohort": self.cohort_summary,
             "design_counts": self.design_counts,
+            "left_out_covariates": self.left_out_covariates,
             "standardisation": self.standardisation,
             "timing": self.timing,
             "earlier_fits": self.earlier_fits,
@@ -661,6 +675,7 @@ def load_fit(folder: str | Path, cohort: Cohort | str | Path | None = None) -> F
         timing=manifest.get("timing", {}),
         command=manifest.get("command", ""),
         earlier_fits=manifest.get("earlier_fits", []),
+        left_out_covariates=manifest.get("left_out_covariates", []),
     )
 
 

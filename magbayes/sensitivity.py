@@ -311,6 +311,7 @@ def fit_point(
             seed=seed,
             sampler=sampler,
             timing={"sampling_seconds": seconds, "wall_seconds": seconds},
+            left_out_covariates=design.left_out_covariates,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -79,12 +79,18 @@ class Spec:
         The whole spec, with the model's defaults filled in.
     path : str
         Where it was read from (empty for a spec built in code).
+    is_builtin : bool
+        Read from a spec shipped with magbayes (by name, or by its path under
+        :func:`spec_dirs`), its ``[covariates]`` not replaced by overrides. A covariate such
+        a spec names but a cohort lacks is left out (and said so); one named by the user's
+        own spec is an error (CONTRACT.md section 2).
     """
 
     model: str
     data: dict[str, Any]
     path: str = ""
     text: str = field(default="", compare=False, repr=False)
+    is_builtin: bool = False
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
@@ -101,8 +107,45 @@ class Spec:
         return value
 
     def with_overrides(self, overrides: dict[str, Any]) -> Spec:
-        """A copy with some tables or values replaced (used by sensitivity grids)."""
-        return Spec(model=self.model, data=deep_merge(self.data, overrides), path=self.path)
+        """A copy with some tables or values replaced (used by sensitivity grids), checked.
+
+        Raises
+        ------
+        SpecError
+            When the result is not a valid spec of its model (:func:`checked`).
+        """
+        spec = Spec(
+            model=self.model,
+            data=deep_merge(self.data, overrides),
+            path=self.path,
+            text=self.text,
+            is_builtin=self.is_builtin and "covariates" not in overrides,
+        )
+        return checked(spec)
+
+
+def is_shipped(path: Path) -> bool:
+    """True when ``path`` is one of the specs shipped with magbayes (under :func:`spec_dirs`)."""
+    folder = path.resolve().parent
+    return any(folder == d.resolve() for d in spec_dirs())
+
+
+def checked(spec: Spec) -> Spec:
+    """The spec, once its tables and keys are checked against its model's schema.
+
+    The one check every command passes through (:func:`magbayes.fit.resolve_spec` and
+    :meth:`Spec.with_overrides` call it): unknown tables and keys (with the closest valid
+    one), wrong types and values out of range, all reported at once.
+
+    Raises
+    ------
+    SpecError
+        Naming the spec file, the table and the key.
+    """
+    from magbayes.spec_schema import check_spec
+
+    check_spec(spec.model, spec.data, spec.path or f"the {spec.model} spec")
+    return spec
 
 
 def load_spec(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:
@@ -128,6 +171,7 @@ def load_spec(name_or_path: str | Path, overrides: dict[str, Any] | None = None)
     model = data.get("model")
     if not isinstance(model, str):
         raise SpecError(f"model spec {path}: needs a top-level 'model = \"...\"' line")
+    builtin = is_shipped(path) and "covariates" not in (overrides or {})
     if overrides:
         data = deep_merge(data, overrides)
-    return Spec(model=model, data=data, path=str(path), text=text)
+    return Spec(model=model, data=data, path=str(path), text=text, is_builtin=builtin)

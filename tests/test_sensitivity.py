@@ -80,9 +80,9 @@ def test_a_point_sets_the_definition_and_scales_only_the_headline_priors(spec):
     assert priors["rituximab_sd"] == pytest.approx(2 * base["rituximab_sd"])
     assert priors["treatment_sd"] == base["treatment_sd"]
     assert spec.section("early_sural")["threshold_uv"] == 5.0  # the original is untouched
-    # a spec without those priors must name its own
-    odd = spec.with_overrides({"sensitivity": {"prior_keys": ["no_such_sd"]}})
+    # prior_keys must name priors of the spec (refused when the spec is checked)
     with pytest.raises(SpecError, match="no_such_sd"):
+        odd = spec.with_overrides({"sensitivity": {"prior_keys": ["no_such_sd"]}})
         spec_for_point(odd, GridPoint(5.0, 3.0, 2.0))
 
 

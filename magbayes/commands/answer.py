@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from magbayes.cli import EXIT_NOT_CONVERGED, EXIT_OK
+from magbayes.cli import EXIT_NOT_CONVERGED, EXIT_OK, note_left_out
 from magbayes.commands.options import add_format_options, format_keywords
 
 
@@ -47,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         chains=args.chains,
         command="magbayes " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
+    for name, entry in payload["models"].items():
+        note_left_out(entry["left_out_covariates"], name)
     for entry in payload["models"].values():
         print(entry["sentence"])
     print(payload["agreement"]["text"])

@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from magbayes.cli import EXIT_NOT_CONVERGED, EXIT_OK
+from magbayes.cli import EXIT_NOT_CONVERGED, EXIT_OK, note_left_out
 from magbayes.commands.options import add_format_options, format_keywords
 
 
@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         spec = resolve_spec(args.model)
         _, design, model = prepare(cohort, spec)
+        note_left_out(design.left_out_covariates, spec.model)
         print(design)
         print()
         print(model.str_repr())
@@ -95,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         sampler=args.sampler,
         command="magbayes " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
+    note_left_out(result.left_out_covariates, result.model)
     result.save(args.out, report=not args.no_report)
     if not args.no_report:
         from magbayes.models.prior_sensitivity import write_prior_sensitivity

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from magbayes.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK
+from magbayes.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK, note_left_out
 from magbayes.commands.options import add_format_options, format_keywords
 
 
@@ -99,6 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run or resume the SBC and print the uniformity table."""
     from magbayes.fit import resolve_spec
+    from magbayes.models.blocks import usable_covariates
     from magbayes.sbc import ModelStructure, SBCSettings, SBCSetupError, run_sbc
 
     try:
@@ -119,6 +120,9 @@ def run(args: argparse.Namespace) -> int:
             data_format=tuple(format_keywords(args).items()),
             parameters=tuple(args.parameters) if args.parameters else None,
         )
+        if args.data:  # a simulated cohort has every covariate
+            left_out = usable_covariates(structure.cohort(), structure.spec)[1]
+            note_left_out([c.as_dict() for c in left_out], structure.model)
         result = run_sbc(
             structure,
             args.out,

@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from magbayes.cli import EXIT_ERROR, EXIT_NOT_CONVERGED, EXIT_OK
+from magbayes.cli import EXIT_ERROR, EXIT_NOT_CONVERGED, EXIT_OK, note_left_out
 from magbayes.commands.options import add_format_options, format_keywords
 
 
@@ -68,10 +68,12 @@ def run(args: argparse.Namespace) -> int:
     """Run the grid and print the table."""
     from magbayes.cohort.read import load_cohort
     from magbayes.fit import resolve_spec
+    from magbayes.models.blocks import usable_covariates
     from magbayes.sensitivity import run_sensitivity
 
     cohort = load_cohort(args.data, **format_keywords(args))
     spec = resolve_spec(args.model)
+    note_left_out([c.as_dict() for c in usable_covariates(cohort, spec)[1]], spec.model)
     table = run_sensitivity(
         cohort,
         spec,

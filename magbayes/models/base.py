@@ -29,6 +29,17 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from magbayes.spec_schema import (
+    Rule,
+    at_least_zero,
+    list_of,
+    one_of,
+    open_fraction,
+    positive,
+    positive_integer,
+    whole_number,
+)
+
 #: Treatments whose courses the models include by default (rituximab has its own terms).
 MODELLED_TREATMENTS: list[str] = [
     "ivig",
@@ -77,6 +88,60 @@ def shared_defaults(own: dict[str, Any]) -> dict[str, Any]:
     return deep_merge(SHARED_DEFAULTS, own)
 
 
+def prior_names(defaults: dict[str, Any]) -> list[str]:
+    """The prior scales of a model's ``[priors]`` (its ``DEFAULTS``), without sub-tables."""
+    return [k for k, v in defaults["priors"].items() if not isinstance(v, dict)]
+
+
+def spec_rules(
+    defaults: dict[str, Any], own: dict[str, dict[str, Rule]]
+) -> dict[str, dict[str, Rule]]:
+    """A model's ``SPEC_RULES``: the rules of the shared tables with its own merged in.
+
+    Shared: the early-sural definition (threshold 0 µV or more, a positive window, what
+    an unknown status means), the sampler (positive draws, tuning steps and chains,
+    probabilities strictly between 0 and 1, ``prior_draws`` without a default), the
+    sensitivity grid (lists of positive numbers; ``prior_keys`` naming priors) and the
+    ``[priors.sensitivity]`` alternatives (for each prior, a list of positive scales).
+
+    Parameters
+    ----------
+    defaults : dict
+        The model's ``DEFAULTS`` (for the names of its priors).
+    own : dict
+        ``{table: {key: Rule}}`` of the model's own keys.
+    """
+    priors = prior_names(defaults)
+    rules: dict[str, dict[str, Rule]] = {
+        "early_sural": {
+            "threshold_uv": at_least_zero(),
+            "window_years": positive(),
+            "missing": one_of("marginalise", "exclude"),
+        },
+        "sampler": {
+            "draws": positive_integer(),
+            "tune": positive_integer(),
+            "chains": positive_integer(),
+            "target_accept": open_fraction(),
+            "extra_doublings": whole_number(),
+            "cores": whole_number(),
+            "seed": whole_number(),
+            "hdi_prob": open_fraction(),
+            "prior_draws": positive_integer(),
+        },
+        "sensitivity": {
+            "threshold_uv": list_of(positive()),
+            "window_years": list_of(positive()),
+            "prior_scale": list_of(positive()),
+            "prior_keys": list_of(one_of(*priors)),
+        },
+        "priors.sensitivity": {key: list_of(positive()) for key in priors},
+    }
+    for table, table_rules in own.items():
+        rules[table] = {**rules.get(table, {}), **table_rules}
+    return rules
+
+
 @dataclass(frozen=True)
 class Headline:
     """How a model answers "does early sural reduction predict rituximab benefit?".
@@ -122,6 +187,9 @@ class Design:
         imputed, records left out of the likelihood and why.
     standardisation : dict[str, dict[str, float]]
         Mean and sd used to standardise each covariate (original units).
+    left_out_covariates : list[dict[str, str]]
+        Covariates of a shipped default spec that the cohort lacks, left out of the model:
+        ``{"covariate": name, "reason": why}`` (:func:`magbayes.models.blocks.usable_covariates`).
     """
 
     model: str
@@ -130,6 +198,7 @@ class Design:
     dims: dict[str, tuple[str, ...]]
     counts: dict[str, Any] = field(default_factory=dict)
     standardisation: dict[str, dict[str, float]] = field(default_factory=dict)
+    left_out_covariates: list[dict[str, str]] = field(default_factory=list)
 
     def constant_data(self) -> xr.Dataset:
         """The design's arrays as a labelled dataset (the ``constant_data`` group)."""
@@ -157,6 +226,8 @@ class Design:
             lines.append("  counts:")
             for key, value in self.counts.items():
                 lines.append(f"    {key:<32} {value}")
+        for left in self.left_out_covariates:
+            lines.append(f"  covariate '{left['covariate']}' left out: {left['reason']}")
         if self.standardisation:
             lines.append("  covariates standardised (original units):")
             for cov, ms in self.standardisation.items():

@@ -10,6 +10,7 @@ mixture over an unknown early-sural status.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,11 @@ import pytensor.tensor as pt
 
 from magbayes.cohort.tables import Cohort
 from magbayes.errors import SpecError
+
+#: ``[sites] pooling`` options (:func:`site_effect`).
+SITE_POOLING: tuple[str, ...] = ("partial", "fixed")
+#: ``[sites] parametrisation`` options (:func:`site_parametrisation`).
+SITE_PARAMETRISATIONS: tuple[str, ...] = ("auto", "centred", "non_centred")
 
 # --------------------------------------------------------------------------- design side
 
@@ -71,6 +77,96 @@ def covariate_values(cohort: Cohort, name: str) -> pd.Series:
     if values.notna().sum() == 0:
         raise SpecError(f"covariate {name!r} has no observed value in this cohort")
     return values.astype(float)
+
+
+#: The patients.csv column each derived covariate is computed from.
+DERIVED_FROM = {
+    "log10_anti_mag_titer": "anti_mag_titer_btu",
+    "pattern_cidp_like": "pattern",
+    "pattern_axonal": "pattern",
+    "sex_male": "sex",
+}
+
+
+@dataclass(frozen=True)
+class LeftOutCovariate:
+    """A covariate a shipped default spec names but the cohort cannot give.
+
+    Attributes
+    ----------
+    covariate : str
+        The covariate's name in the spec.
+    reason : str
+        Why, in words (``"patients.csv has no column median_dml_ms"``).
+    """
+
+    covariate: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        """``{"covariate": ..., "reason": ...}`` (as ``manifest.json`` lists it)."""
+        return {"covariate": self.covariate, "reason": self.reason}
+
+    def __str__(self) -> str:
+        return f"covariate '{self.covariate}' left out: {self.reason}"
+
+
+def _unavailable(cohort: Cohort, name: str) -> str | None:
+    """Why a covariate cannot be had from the cohort (None when it can)."""
+    column = DERIVED_FROM.get(name, name)
+    if column not in cohort.patients.columns:
+        return f"patients.csv has no column {column}"
+    if cohort.patients[column].notna().sum() == 0:
+        return f"patients.csv has no observed value of {column}"
+    return None
+
+
+def usable_covariates(cohort: Cohort, spec: Any) -> tuple[list[str], list[LeftOutCovariate]]:
+    """The spec's ``[covariates] baseline`` that the cohort has, and those left out.
+
+    A covariate named by a shipped default spec (``spec.is_builtin``) that the cohort
+    lacks (no such patients.csv column, or no observed value in it) is left out, with the
+    reason; the models, the report and ``manifest.json`` say so (CONTRACT.md section 2).
+
+    Parameters
+    ----------
+    cohort : Cohort
+        The cohort.
+    spec : Spec
+        The resolved spec.
+
+    Returns
+    -------
+    names : list of str
+        Covariates to model, in the spec's order.
+    left_out : list of LeftOutCovariate
+        Covariates of a shipped spec left out, and why.
+
+    Raises
+    ------
+    SpecError
+        When a covariate named by the user's own spec is missing from the cohort.
+    """
+    names, left_out, problems = [], [], []
+    for name in spec.section("covariates").get("baseline", []):
+        reason = _unavailable(cohort, name)
+        if reason is None:
+            names.append(name)
+        elif spec.is_builtin:
+            left_out.append(
+                LeftOutCovariate(name, reason + f" (named by the shipped {spec.model} spec)")
+            )
+        elif name in DERIVED_FROM or name in cohort.patients.columns:
+            problems.append(f"covariate {name!r}: {reason}")
+        else:
+            problems.append(
+                f"covariate {name!r} is neither a column of patients.csv nor one of "
+                f"{', '.join(DERIVED_COVARIATES)}"
+            )
+    if problems:
+        where = spec.path or f"the {spec.model} spec"
+        raise SpecError(f"{where}: [covariates] baseline: " + "; ".join(problems))
+    return names, left_out
 
 
 def is_binary(values: pd.Series) -> bool:
@@ -372,7 +468,7 @@ def site_parametrisation(spec: Any) -> str:
         For any other value.
     """
     choice = spec.section("sites").get("parametrisation", "auto")
-    if choice not in ("auto", "centred", "non_centred"):
+    if choice not in SITE_PARAMETRISATIONS:
         raise SpecError(
             f"[sites] parametrisation must be 'auto', 'centred' or 'non_centred', not {choice!r}"
         )

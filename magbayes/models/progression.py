@@ -35,7 +35,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from magbayes.cohort.tables import Cohort
+from magbayes.cohort.tables import SCORES, TREATMENTS, Cohort
 from magbayes.errors import SpecError
 from magbayes.models import blocks, scores
 from magbayes.models.base import (
@@ -43,9 +43,12 @@ from magbayes.models.base import (
     MODELLED_TREATMENTS,
     Design,
     Headline,
+    prior_names,
     shared_defaults,
+    spec_rules,
 )
 from magbayes.spec import Spec
+from magbayes.spec_schema import list_of, one_of, positive
 
 NAME = "progression"
 
@@ -79,6 +82,30 @@ DEFAULTS: dict[str, Any] = shared_defaults(
             "irods_precision_rate": 0.1,
         },
     }
+)
+
+#: ``[patients] parametrisation`` options (:func:`_patient_parametrisation`).
+PATIENT_PARAMETRISATIONS = ("auto", "centred", "over_visits", "non_centred")
+
+#: What each key of a spec accepts beyond the type of its default (the shared tables'
+#: rules come from :func:`magbayes.models.base.spec_rules`); every prior is a positive scale.
+SPEC_RULES = spec_rules(
+    DEFAULTS,
+    {
+        "outcome": {
+            "score": one_of(*SCORES),
+            "likelihood": one_of("auto", *scores.LIKELIHOODS),
+        },
+        "treatments": {
+            "modelled": list_of(one_of(*TREATMENTS), non_empty=False),
+        },
+        "sites": {
+            "pooling": one_of(*blocks.SITE_POOLING),
+            "parametrisation": one_of(*blocks.SITE_PARAMETRISATIONS),
+        },
+        "patients": {"parametrisation": one_of(*PATIENT_PARAMETRISATIONS)},
+        "priors": {key: positive() for key in prior_names(DEFAULTS)},
+    },
 )
 
 HEADLINE = Headline(
@@ -186,7 +213,7 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
     counts["treatment courses modelled"] = len(courses) - ignored
     counts["treatment courses not modelled (treatment not in spec)"] = ignored
 
-    covariates = list(spec.section("covariates").get("baseline", []))
+    covariates, left_out = blocks.usable_covariates(cohort, spec)
     cov_values, standardisation, binary = blocks.covariate_design(cohort, covariates)
     missing_labels = blocks.missing_covariate_labels(cov_values, patient_ids, covariates)
     counts["covariate values imputed in the model"] = len(missing_labels)
@@ -242,7 +269,8 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
     }
     counts["score"] = score
     counts["likelihood"] = family
-    return Design(NAME, coords, data, dims, counts, standardisation)
+    left = [c.as_dict() for c in left_out]
+    return Design(NAME, coords, data, dims, counts, standardisation, left)
 
 
 def _course_exposure(
@@ -650,8 +678,6 @@ def _centred_sites(design: Design, spec: Spec) -> bool:
 #: at 47 the first had divergences that the second has not. Measured in
 #: docs/performance.md (section "Session 7").
 RATE_OVER_VISITS_MIN_PATIENTS: int = 200
-
-PATIENT_PARAMETRISATIONS = ("auto", "centred", "over_visits", "non_centred")
 
 
 def _patient_parametrisation(design: Design, spec: Spec) -> str:

@@ -35,22 +35,31 @@ import pytensor.tensor as pt
 import xarray as xr
 from scipy.special import expit
 
-from magbayes.cohort.tables import Cohort
+from magbayes.cohort.tables import TREATMENTS, Cohort
 from magbayes.errors import CohortError, Problem, SpecError
-from magbayes.models.base import MODELLED_TREATMENTS, Design, Headline, shared_defaults
+from magbayes.models.base import (
+    MODELLED_TREATMENTS,
+    Design,
+    Headline,
+    prior_names,
+    shared_defaults,
+    spec_rules,
+)
 from magbayes.models.blocks import (
+    SITE_POOLING,
     covariate_design,
     imputed_covariates,
     missing_covariate_labels,
     mix_over_sural,
-    prior_from_spec,
     site_effect,
     site_index,
     sural_prevalence,
     sural_status,
     treatment_names,
+    usable_covariates,
 )
 from magbayes.spec import Spec, deep_merge
+from magbayes.spec_schema import check_spec, list_of, one_of, positive
 
 NAME = "response"
 
@@ -91,6 +100,26 @@ DEFAULTS: dict[str, Any] = shared_defaults(
     }
 )
 
+LIKELIHOODS = ("logistic", "ordered_logistic")
+PARTIAL_AS = ("failure", "success")
+#: Treatments a spec may name (rituximab has its own effect: never the reference).
+OTHER_TREATMENTS = tuple(t for t in TREATMENTS if t != "rituximab")
+
+#: What each key of a spec accepts beyond the type of its default (the shared tables'
+#: rules come from :func:`magbayes.models.base.spec_rules`); every prior is a positive scale.
+SPEC_RULES = spec_rules(
+    DEFAULTS,
+    {
+        "outcome": {"likelihood": one_of(*LIKELIHOODS), "partial": one_of(*PARTIAL_AS)},
+        "treatments": {
+            "modelled": list_of(one_of(*TREATMENTS), non_empty=False),
+            "reference": one_of(*OTHER_TREATMENTS),
+        },
+        "sites": {"pooling": one_of(*SITE_POOLING)},
+        "priors": {key: positive() for key in prior_names(DEFAULTS)},
+    },
+)
+
 HEADLINE = Headline(
     question="Does early sural reduction predict a good response to rituximab?",
     contrast_var="alpha_rituximab_x_sural",
@@ -121,10 +150,6 @@ SUMMARY_VARS = [
 
 #: The observed variable; its ``log_likelihood`` has one value per rated patient.
 LOG_LIKELIHOOD_VAR = "response"
-
-LIKELIHOODS = ("logistic", "ordered_logistic")
-PARTIAL_AS = ("failure", "success")
-SURAL_MISSING = ("marginalise", "exclude")
 
 #: Rating codes of the ordered scale (``ordered_logistic``).
 ORDINAL_CODES = {"none": 0, "partial": 1, "good": 2}
@@ -157,39 +182,8 @@ def settings(spec: Spec | dict) -> dict[str, Any]:
     """
     data = spec.data if isinstance(spec, Spec) else dict(spec)
     s = deep_merge(DEFAULTS, data)
-    for table in ("outcome", "early_sural", "treatments", "sites", "priors"):
-        unknown = sorted(set(s[table]) - set(DEFAULTS[table]))
-        if unknown:
-            raise SpecError(
-                f"[{table}] has unknown key(s) {', '.join(unknown)}; "
-                f"the response model reads {', '.join(DEFAULTS[table])}"
-            )
-    unknown = sorted(set(s["priors"]["sensitivity"]) - set(DEFAULTS["priors"]) - {"sensitivity"})
-    if unknown:
-        raise SpecError(f"[priors.sensitivity] names unknown prior(s) {', '.join(unknown)}")
-    outcome = s["outcome"]
-    if outcome["likelihood"] not in LIKELIHOODS:
-        raise SpecError(
-            f"[outcome] likelihood must be {' or '.join(LIKELIHOODS)}, "
-            f"not {outcome['likelihood']!r}"
-        )
-    if outcome["partial"] not in PARTIAL_AS:
-        raise SpecError(
-            f"[outcome] partial must be {' or '.join(PARTIAL_AS)}, not {outcome['partial']!r}"
-        )
-    if s["early_sural"]["missing"] not in SURAL_MISSING:
-        raise SpecError(
-            f"[early_sural] missing must be {' or '.join(SURAL_MISSING)}, "
-            f"not {s['early_sural']['missing']!r}"
-        )
-    if s["treatments"]["reference"] == "rituximab":
-        raise SpecError("[treatments] reference cannot be rituximab (it has its own effect)")
-    baseline = s["covariates"]["baseline"]
-    if not isinstance(baseline, list) or not all(isinstance(n, str) for n in baseline):
-        raise SpecError("[covariates] baseline must be a list of covariate names")
-    for key in DEFAULTS["priors"]:
-        if key != "sensitivity":
-            prior_from_spec(s["priors"], key, DEFAULTS["priors"][key])
+    source = spec.path if isinstance(spec, Spec) and spec.path else f"{NAME} spec"
+    check_spec(NAME, s, source)
     return s
 
 
@@ -357,7 +351,12 @@ def make_design(cohort: Cohort, spec: Spec | dict) -> Design:
     slot_course[[rated_pos[p] for p in course_patient], slot_of] = np.arange(len(courses))
     rating_matrix = np.where(slot_course >= 0, course_rating[slot_course], NO_COURSE)
 
-    names = list(s["covariates"]["baseline"])
+    resolved = (
+        Spec(NAME, s, path=spec.path, is_builtin=spec.is_builtin)
+        if isinstance(spec, Spec)
+        else Spec(NAME, s)
+    )
+    names, left_out = usable_covariates(cohort, resolved)
     cov_values, standardisation, binary = covariate_design(cohort, names)
     missing_labels = missing_covariate_labels(cov_values, patient_ids, names)
 
@@ -442,6 +441,7 @@ def make_design(cohort: Cohort, spec: Spec | dict) -> Design:
         dims=dims,
         counts=counts,
         standardisation=standardisation,
+        left_out_covariates=[c.as_dict() for c in left_out],
     )
 
 
@@ -554,11 +554,7 @@ def build_model(design: Design, spec: Spec | dict) -> pm.Model:
     ordinal = s["outcome"]["likelihood"] == "ordered_logistic"
     d = design.data
     coords = {k: list(v) for k, v in design.coords.items()}
-    sd = {
-        key: prior_from_spec(priors, key, default)
-        for key, default in DEFAULTS["priors"].items()
-        if key != "sensitivity"
-    }
+    sd = {key: float(priors[key]) for key in prior_names(DEFAULTS)}
 
     course_patient = d["course_patient"]
     rated = d["rated_patient"]

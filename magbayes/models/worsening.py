@@ -55,7 +55,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from magbayes.cohort.tables import SCORES, Cohort
+from magbayes.cohort.tables import SCORES, TREATMENTS, Cohort
 from magbayes.errors import SpecError
 from magbayes.models import blocks, survival
 from magbayes.models.base import (
@@ -63,9 +63,19 @@ from magbayes.models.base import (
     MODELLED_TREATMENTS,
     Design,
     Headline,
+    prior_names,
     shared_defaults,
+    spec_rules,
 )
 from magbayes.spec import Spec
+from magbayes.spec_schema import (
+    at_least_zero,
+    increasing_from_zero,
+    list_of,
+    number,
+    one_of,
+    positive,
+)
 
 NAME = "worsening"
 
@@ -101,6 +111,39 @@ DEFAULTS: dict[str, Any] = shared_defaults(
         },
         "figures": {"rituximab_start_years": 3.0, "horizon_years": 12.0},
     }
+)
+
+#: What each key of a spec accepts beyond the type of its default (the shared tables'
+#: rules come from :func:`magbayes.models.base.spec_rules`). Prior means are any number;
+#: every other prior is a positive scale.
+SPEC_RULES = spec_rules(
+    DEFAULTS,
+    {
+        "outcome": {
+            "score": one_of(*SCORES),
+            "change": positive(),
+            "baseline": one_of("first", "best_so_far"),
+            "confirmation": one_of("next_visit", "none"),
+            "follow_up_ends": one_of("last_confirmable_visit", "last_visit"),
+            "event_time": one_of("interval", "detecting_visit"),
+        },
+        "baseline_hazard": {
+            "kind": one_of("piecewise", "weibull"),
+            "grid_years": increasing_from_zero(),
+        },
+        "treatments": {
+            "modelled": list_of(one_of(*TREATMENTS), non_empty=False),
+            "exposure": one_of("courses_started", "ever"),
+        },
+        "sites": {
+            "pooling": one_of(*blocks.SITE_POOLING),
+            "parametrisation": one_of(*blocks.SITE_PARAMETRISATIONS),
+        },
+        "priors": {
+            key: number() if key.endswith("_mean") else positive() for key in prior_names(DEFAULTS)
+        },
+        "figures": {"rituximab_start_years": at_least_zero(), "horizon_years": positive()},
+    },
 )
 
 HEADLINE = Headline(
@@ -486,7 +529,7 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
         (outcomes["end_of_follow_up_years"] - outcomes["entry_years"]).sum()
     )
 
-    covariates = list(spec.section("covariates").get("baseline", []))
+    covariates, left_out = blocks.usable_covariates(cohort, spec)
     cov_all, standardisation, binary = blocks.covariate_design(cohort, covariates)
     cov_values = cov_all[keep]
     missing_labels = blocks.missing_covariate_labels(cov_values, patient_ids, covariates)
@@ -573,7 +616,8 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
         "sural_known": ("patient",),
         "sural_reduced": ("patient",),
     }
-    return Design(NAME, coords, data, dims, counts, standardisation)
+    left = [c.as_dict() for c in left_out]
+    return Design(NAME, coords, data, dims, counts, standardisation, left)
 
 
 def _follow_up_rows(design: Design) -> tuple[pd.DataFrame, list[str]]:

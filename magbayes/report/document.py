@@ -263,6 +263,14 @@ def build_document(
         ),
         Table(tables.design_counts_table(result.design_counts)),
     )
+    if result.left_out_covariates:
+        doc.add(
+            Paragraph(
+                "Covariates of the shipped default spec left out, because the cohort does not "
+                "have them:"
+            ),
+            BulletList([f"`{c['covariate']}`: {c['reason']}" for c in result.left_out_covariates]),
+        )
     if extra:
         doc.add(
             Paragraph("Model-specific outputs in this folder:"),
