@@ -31,7 +31,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
@@ -40,58 +39,22 @@ import xarray as xr
 from scipy.stats import binomtest
 
 import magbayes as mb
-from magbayes.simulate.stress import StressSetting, simulate_stressed
+from magbayes.simulate.stress import STRESS_GRID, StressSetting, simulate_stressed
 
-#: The cohorts of the issue's independent generator: levels spread about 1 logit, rates
-#: about 0.1 per year, cutpoints 0.7-1.1 apart, covariates without effect, statuses known.
-REAL_LIKE = StressSetting(
-    level_sd=1.0,
-    rate_sd=0.1,
-    cutpoint_spacing=0.9,
-    covariate_effects=False,
-    unknown_sural_share=0.0,
-    site_level_sd=0.2,
-)
-
-GRID: dict[str, StressSetting] = {
-    "calibrated": StressSetting(),
-    "real_like": REAL_LIKE,
-    "tight_levels": dataclasses.replace(
-        REAL_LIKE, level_sd=0.5, rate_sd=0.03, cutpoint_spacing=0.7
-    ),
-    "wide_spreads": StressSetting(level_sd=4.0, rate_sd=0.5),
-    "sparse_visits": dataclasses.replace(REAL_LIKE, visit_interval_years=1.5, follow_up_years=4.0),
-    "dense_visits": dataclasses.replace(REAL_LIKE, visit_interval_years=0.4, follow_up_years=11.0),
-    "unknown_sural": dataclasses.replace(REAL_LIKE, unknown_sural_share=0.4),
-    "no_sites": dataclasses.replace(REAL_LIKE, site_level_sd=0.0, covariate_effects=True),
-    "large_sites": StressSetting(site_level_sd=2.0, cutpoint_spacing=1.5),
-    "indication_150": dataclasses.replace(REAL_LIKE, n_patients=150, rituximab_on_worsening=2.0),
-    "real_like_300": dataclasses.replace(REAL_LIKE, n_patients=300),
-}
+GRID = STRESS_GRID
 
 COVERED = ("rtx_preserved", "rtx_reduced", "rtx_line2", "interaction", "slope")
 
 
-def _draws(post: xr.Dataset) -> dict[str, xr.DataArray]:
-    rtx = post["gamma_rituximab"]
+def _effects(values) -> dict:
+    """The covered effects from posterior draws (a Dataset) or true values (a dict)."""
+    rtx = values["gamma_rituximab"]
     return {
         "rtx_preserved": rtx,
-        "rtx_reduced": rtx + post["gamma_rituximab_x_sural"],
-        "rtx_line2": rtx + post["gamma_later_line"],
-        "interaction": post["gamma_rituximab_x_sural"],
-        "slope": post["slope"],
-    }
-
-
-def _truth(truth: dict) -> dict[str, float]:
-    prog = truth["progression"]
-    rtx = prog["gamma_rituximab"]
-    return {
-        "rtx_preserved": rtx,
-        "rtx_reduced": rtx + prog["gamma_rituximab_x_sural"],
-        "rtx_line2": rtx + prog["gamma_later_line"],
-        "interaction": prog["gamma_rituximab_x_sural"],
-        "slope": prog["slope"],
+        "rtx_reduced": rtx + values["gamma_rituximab_x_sural"],
+        "rtx_line2": rtx + values["gamma_later_line"],
+        "interaction": values["gamma_rituximab_x_sural"],
+        "slope": values["slope"],
     }
 
 
@@ -118,8 +81,8 @@ def fit_one(name: str, setting: StressSetting, seed: int) -> dict:
         "p_headline": result.headline()["p_sural_predicts_rituximab_benefit"],
         "rituximab_courses": int((sim.treatments["treatment"] == "rituximab").sum()),
     }
-    truth = _truth(sim.truth)
-    for key, draws in _draws(post).items():
+    truth = _effects(sim.truth["progression"])
+    for key, draws in _effects(post).items():
         low, high = (float(q) for q in draws.quantile([0.05, 0.95], dim=("chain", "draw")))
         row[f"cover_{key}"] = bool(low <= truth[key] <= high)
         row[f"mean_{key}"] = float(draws.mean())

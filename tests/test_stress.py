@@ -11,17 +11,11 @@ import pytest
 import magbayes as mb
 from magbayes.fit import _next_fit, prepare, resolve_spec
 from magbayes.models import progression
-from magbayes.simulate.stress import StressSetting, simulate_stressed, stress_overrides
-
-#: The cohorts on which the default fit failed its gate before the refit existed (levels
-#: spread about 1 logit, cutpoints 0.9 apart, no covariate effects, statuses known).
-REAL_LIKE = StressSetting(
-    level_sd=1.0,
-    rate_sd=0.1,
-    cutpoint_spacing=0.9,
-    covariate_effects=False,
-    unknown_sural_share=0.0,
-    site_level_sd=0.2,
+from magbayes.simulate.stress import (
+    REAL_LIKE,
+    STRESS_GRID,
+    simulate_stressed,
+    stress_overrides,
 )
 
 
@@ -126,24 +120,18 @@ def test_refit_spec_goes_non_centred_only_after_divergences_and_only_from_auto(r
     assert refit.section("sampler")["target_accept"] == 0.95
 
 
-#: Corners of bench_robustness.py's grid whose default fits all diverged before the refit.
-DIVERGING_CORNERS = {
-    "real_like": REAL_LIKE,
-    "tight_levels": dataclasses.replace(
-        REAL_LIKE, level_sd=0.5, rate_sd=0.03, cutpoint_spacing=0.7
-    ),
-    "sparse_visits": dataclasses.replace(REAL_LIKE, visit_interval_years=1.5, follow_up_years=4.0),
-}
+#: Corners of the stress grid whose default fits all diverged before the refit existed.
+DIVERGING_CORNERS = ("real_like", "tight_levels", "sparse_visits")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("corner", list(DIVERGING_CORNERS))
+@pytest.mark.parametrize("corner", DIVERGING_CORNERS)
 def test_a_diverging_default_fit_is_refitted_non_centred_and_says_so(corner, tmp_path):
     """On cohorts whose levels spread by 1 logit or less the default fit (centred levels)
     diverges; the refit in non-centred coordinates has at most 2 divergences at these small
     draws (none at the spec's, bench_robustness.py), covers the truth, and the results
     folder, the diagnostics and the report say what happened."""
-    sim = simulate_stressed(DIVERGING_CORNERS[corner], seed=1)
+    sim = simulate_stressed(STRESS_GRID[corner], seed=1)
     result = mb.fit(
         sim.cohort, "progression", draws=400, tune=400, chains=2, seed=1, prior_predictive=False
     )

@@ -16,6 +16,7 @@ on the latent scale itself (logit, logit per year), as a fitted model reports th
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -145,3 +146,33 @@ def stress_overrides(setting: StressSetting) -> dict[str, Any]:
 def simulate_stressed(setting: StressSetting, seed: int) -> SimulatedCohort:
     """Simulate one cohort of a stress setting (see :func:`stress_overrides`)."""
     return simulate_cohort(seed=seed, **stress_overrides(setting))
+
+
+#: The cohorts of an independent generator on which the default progression fit first
+#: failed its gate: levels spread about 1 logit, rates about 0.1 per year, cutpoints
+#: 0.9 apart, covariates without effect, every early-sural status known, sites close.
+REAL_LIKE = StressSetting(
+    level_sd=1.0,
+    rate_sd=0.1,
+    cutpoint_spacing=0.9,
+    covariate_effects=False,
+    unknown_sural_share=0.0,
+    site_level_sd=0.2,
+)
+
+#: The grid of ``benchmarks/bench_robustness.py`` (docs/robustness.md), by name.
+STRESS_GRID: dict[str, StressSetting] = {
+    "calibrated": StressSetting(),
+    "real_like": REAL_LIKE,
+    "tight_levels": dataclasses.replace(
+        REAL_LIKE, level_sd=0.5, rate_sd=0.03, cutpoint_spacing=0.7
+    ),
+    "wide_spreads": StressSetting(level_sd=4.0, rate_sd=0.5),
+    "sparse_visits": dataclasses.replace(REAL_LIKE, visit_interval_years=1.5, follow_up_years=4.0),
+    "dense_visits": dataclasses.replace(REAL_LIKE, visit_interval_years=0.4, follow_up_years=11.0),
+    "unknown_sural": dataclasses.replace(REAL_LIKE, unknown_sural_share=0.4),
+    "no_sites": dataclasses.replace(REAL_LIKE, site_level_sd=0.0, covariate_effects=True),
+    "large_sites": StressSetting(site_level_sd=2.0, cutpoint_spacing=1.5),
+    "indication_150": dataclasses.replace(REAL_LIKE, n_patients=150, rituximab_on_worsening=2.0),
+    "real_like_300": dataclasses.replace(REAL_LIKE, n_patients=300),
+}
