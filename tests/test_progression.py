@@ -512,8 +512,9 @@ def test_intervals_cover_truth_on_a_large_cohort():
         low, high = float(interval.sel(ci_bound="lower")), float(interval.sel(ci_bound="upper"))
         if not low <= true_value <= high:
             misses.append((f"patient_sd[{name}]", true_value, low, high))
-    # with 7 intervals at 90%, one miss is expected now and then; two would be a bias
-    assert len(misses) <= 1, misses
+    # 7 intervals at 90%: a calibrated model misses two or more in 15% of seeds and three or
+    # more in 2.6%, so three misses are the sign of a bias
+    assert len(misses) <= 2, misses
     assert summary.loc["gamma_rituximab_x_sural", "r_hat"] < 1.05
 
 
