@@ -1,11 +1,12 @@
 """Checking a model spec before anything is fitted.
 
-Each model module holds its spec's schema: ``DEFAULTS`` (every table and key it reads, with
-its default value, whose type is the type the key must have) and ``SPEC_RULES`` (table ->
-key -> :class:`Rule`: the values a key accepts beyond its type, and the keys a spec may set
-that have no default, such as ``[sampler] prior_draws`` or the ``[priors.sensitivity]``
-table). :func:`spec_problems` compares a spec with them and lists every problem at once;
-:func:`check_spec` raises them as one :class:`~magbayes.errors.SpecError`.
+Each model definition (:class:`magbayes.models.base.ModelDefinition`) holds its spec's
+schema: ``defaults`` (every table and key it reads, with its default value, whose type is
+the type the key must have) and ``rules`` (table -> key -> :class:`Rule`: the values a key
+accepts beyond its type, and the keys a spec may set that have no default, such as
+``[sampler] prior_draws`` or the ``[priors.sensitivity]`` table). :func:`spec_problems`
+compares a spec with them and lists every problem at once; :func:`check_spec` raises them
+as one :class:`~magbayes.errors.SpecError`.
 """
 
 from __future__ import annotations
@@ -229,7 +230,7 @@ def check_spec(model: str, data: Mapping[str, Any], source: str) -> None:
     Parameters
     ----------
     model : str
-        The model's name; its module's ``DEFAULTS`` and ``SPEC_RULES`` are the schema.
+        The model's name; its definition's ``defaults`` and ``rules`` are the schema.
     data : mapping
         The spec's tables.
     source : str
@@ -241,10 +242,10 @@ def check_spec(model: str, data: Mapping[str, Any], source: str) -> None:
         Listing every unknown table or key (with the closest valid one), wrong type and
         value out of range; ``problems`` holds the lines.
     """
-    from magbayes.models import get_model_module
+    from magbayes.models import get_model
 
-    module = get_model_module(model)
-    problems = spec_problems(data, module.DEFAULTS, module.SPEC_RULES, model)
+    definition = get_model(model)
+    problems = spec_problems(data, dict(definition.defaults), definition.rules, model)
     if not problems:
         return
     if len(problems) == 1:

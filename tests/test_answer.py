@@ -7,7 +7,7 @@ import json
 import pytest
 
 import magbayes as mb
-from magbayes.answer import agreement, verdict
+from magbayes.analyses.answer import agreement, verdict
 from magbayes.cli import main
 
 

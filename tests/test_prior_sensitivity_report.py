@@ -6,14 +6,14 @@ import pandas as pd
 import pytest
 
 import magbayes as mb
-from magbayes.models.prior_sensitivity import write_prior_sensitivity
+from magbayes.analyses.prior_sensitivity import prior_sensitivity_writer, write_prior_sensitivity
 
 
 def test_prior_sensitivity_table_is_saved_and_reported(tmp_path):
     sim = mb.simulate_cohort(n_patients=30, seed=4)
     result = mb.fit(sim.cohort, "response", draws=60, tune=60, chains=1, seed=5)
-    folder = result.save(tmp_path / "res")
-    assert "Prior sensitivity" not in (folder / "report.md").read_text()
+    plain = result.save(tmp_path / "plain")
+    assert "Prior sensitivity" not in (plain / "report.md").read_text()
 
     seen_priors = []
 
@@ -21,7 +21,10 @@ def test_prior_sensitivity_table_is_saved_and_reported(tmp_path):
         seen_priors.append(spec.section("priors")["interaction_sd"])
         return mb.fit(cohort, spec, **kwargs)
 
-    table = write_prior_sensitivity(result, sim.cohort, folder, fitter=recording_fit)
+    # written with the folder, before its report: the folder is written once
+    writer = prior_sensitivity_writer(sim.cohort, fitter=recording_fit)
+    folder = result.save(tmp_path / "res", extra=[writer])
+    table = writer.table
     default = result.spec.section("priors")["interaction_sd"]
     alternatives = result.spec.section("priors")["sensitivity"]["interaction_sd"]
     # the default refitted with the same settings, then one refit per alternative

@@ -15,10 +15,12 @@ import pymc as pm
 import pytest
 from scipy.special import expit, logsumexp
 
+from magbayes.analyses import prior_sensitivity
 from magbayes.cohort.tables import Cohort
 from magbayes.errors import SpecError
 from magbayes.fit import fit, prepare, resolve_spec
-from magbayes.models import prior_sensitivity, response
+from magbayes.models import response
+from magbayes.models.base import SHARED_DEFAULTS
 from magbayes.simulate import simulate_cohort
 from magbayes.spec import load_spec
 
@@ -77,8 +79,13 @@ def sim47():
 
 def test_spec_file_is_the_defaults():
     spec = load_spec("response")
-    data = {k: v for k, v in spec.data.items() if k != "description"}
-    assert data == response.DEFAULTS
+    data = {k: v for k, v in spec.data.items() if k not in ("model", "description")}
+    assert data == response.DEFAULTS == dict(response.DEFINITION.defaults)
+    # the tables every model shares: the same in the shipped file as for a model in code
+    for table, values in SHARED_DEFAULTS.items():
+        for key, value in values.items():
+            if key in response.DEFAULTS[table]:
+                assert response.DEFAULTS[table][key] == value or table == "sampler", (table, key)
     assert response.HEADLINE.contrast_var == "alpha_rituximab_x_sural"
     assert response.HEADLINE.benefit_sign == +1
 
@@ -304,7 +311,7 @@ def test_ordinal_fit_has_loo_predictive_and_labels(ordinal_fit, sim47):
 
     headline = result.headline()
     assert 0.0 <= headline["p_sural_predicts_rituximab_benefit"] <= 1.0
-    benefit = response.group_benefit(post.to_dataset(), design)
+    benefit = response.DEFINITION.group_benefit(post.to_dataset())
     np.testing.assert_allclose(
         benefit["sural_reduced"], post["alpha_rituximab"] + post["alpha_rituximab_x_sural"]
     )

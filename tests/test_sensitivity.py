@@ -10,7 +10,7 @@ import pytest
 from magbayes.cli import main
 from magbayes.errors import SpecError
 from magbayes.fit import resolve_spec
-from magbayes.sensitivity import (
+from magbayes.analyses.sensitivity import (
     COLUMNS,
     GridPoint,
     grid_values,

@@ -524,7 +524,7 @@ def test_hazard_ratio_table():
 
 def test_group_benefit():
     post = fake_posterior()
-    groups = w.group_benefit(post, None)
+    groups = w.DEFINITION.group_benefit(post)
     np.testing.assert_allclose(
         groups["sural_reduced"], post["beta_rituximab"] + post["beta_rituximab_x_sural"]
     )

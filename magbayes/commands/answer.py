@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fit the three models, write the answer, print it."""
-    from magbayes.answer import answer
+    from magbayes.analyses.answer import answer
     from magbayes.cohort.read import load_cohort
 
     cohort = load_cohort(args.data, **format_keywords(args))

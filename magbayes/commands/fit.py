@@ -97,12 +97,13 @@ def run(args: argparse.Namespace) -> int:
         command="magbayes " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     note_left_out(result.left_out_covariates, result.model)
-    result.save(args.out, report=not args.no_report)
+    extra = []
     if not args.no_report:
-        from magbayes.models.prior_sensitivity import write_prior_sensitivity
+        from magbayes.analyses.prior_sensitivity import prior_sensitivity_writer
 
         # the spec's [priors.sensitivity] alternatives, refitted, shown in the report
-        write_prior_sensitivity(result, cohort, args.out)
+        extra.append(prior_sensitivity_writer(cohort))
+    result.save(args.out, report=not args.no_report, extra=extra)
     headline = result.headline()
     diagnostics = result.diagnostics()
     print(f"results written to {args.out}")

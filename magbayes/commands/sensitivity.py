@@ -66,10 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the grid and print the table."""
+    from magbayes.analyses.sensitivity import run_sensitivity
     from magbayes.cohort.read import load_cohort
     from magbayes.fit import resolve_spec
     from magbayes.models.blocks import usable_covariates
-    from magbayes.sensitivity import run_sensitivity
 
     cohort = load_cohort(args.data, **format_keywords(args))
     spec = resolve_spec(args.model)

@@ -1,34 +1,26 @@
-"""What every model module provides, and the design object it builds.
+"""The model definition every model provides, and the design object it builds.
 
-A model module (``magbayes/models/progression.py`` and its siblings) exposes:
-
-``NAME``
-    The model's name, as in ``model = "..."`` in a spec.
-``DEFAULTS``
-    A nested dict of spec defaults (merged under the user's spec).
-``HEADLINE``
-    A :class:`Headline` naming the contrast variable and its benefit direction.
-``make_design(cohort, spec) -> Design``
-    Plain arrays and coordinates, printable (``magbayes fit --dry-run``).
-``build_model(design, spec) -> pymc.Model``
-    The PyMC model; every variable has named dims.
-``refit_spec(spec, design, diagnostics) -> (Spec, str) | None``
-    The spec of a refit in other coordinates of the same model when the first fit failed
-    the convergence gate, and why; ``None`` when there is none.
-``group_benefit(posterior, design) -> dict[str, xarray.DataArray]``
-    Draws of the rituximab effect in sural-reduced and sural-preserved patients, on the
-    contrast's scale, keyed ``"sural_reduced"`` and ``"sural_preserved"``.
+A model is one :class:`ModelDefinition`: its spec's defaults and schema, how it turns a
+cohort into a :class:`Design` and a design into a PyMC model, its headline contrast and
+benefit direction, how its effects and outcome are named in the report, and its own
+figures and output files. The pipeline (:mod:`magbayes.fit`), the report, ``answer``,
+``compare``, ``sbc`` and ``sensitivity`` read only this object; a model module exposes it
+as ``DEFINITION`` and :func:`magbayes.models.get_model` returns it.
 """
 
 from __future__ import annotations
 
+import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from magbayes.labels import SHARED_PARAMETER_MEANINGS, Effect
 from magbayes.spec_schema import (
     Rule,
     at_least_zero,
@@ -39,6 +31,13 @@ from magbayes.spec_schema import (
     positive_integer,
     whole_number,
 )
+
+if TYPE_CHECKING:
+    import pymc as pm
+
+    from magbayes.cohort.tables import Cohort
+    from magbayes.fit import FitResult
+    from magbayes.spec import Spec
 
 #: Treatments whose courses the models include by default (rituximab has its own terms).
 MODELLED_TREATMENTS: list[str] = [
@@ -82,10 +81,28 @@ SHARED_DEFAULTS: dict[str, Any] = {
 
 
 def shared_defaults(own: dict[str, Any]) -> dict[str, Any]:
-    """A model's spec defaults: :data:`SHARED_DEFAULTS` with its own tables merged in."""
+    """A model's spec defaults: :data:`SHARED_DEFAULTS` with its own tables merged in.
+
+    For a model defined in code; a shipped model's defaults are its spec file
+    (:func:`shipped_defaults`).
+    """
     from magbayes.spec import deep_merge
 
     return deep_merge(SHARED_DEFAULTS, own)
+
+
+def shipped_defaults(name: str) -> dict[str, Any]:
+    """The defaults of a shipped model: its spec file ``models/NAME.toml``, the one source.
+
+    Every key the model reads is in that file (the file users read and copy); the
+    top-level ``model`` and ``description`` are not defaults.
+    """
+    from magbayes.spec import resolve_spec_path
+
+    path: Path = resolve_spec_path(name)
+    with path.open("rb") as handle:
+        data = tomllib.load(handle)
+    return {k: v for k, v in data.items() if k not in ("model", "description")}
 
 
 def prior_names(defaults: dict[str, Any]) -> list[str]:
@@ -167,6 +184,28 @@ class Headline:
     benefit_sign: int
     scale: str
 
+    def group_benefit(self, posterior: xr.Dataset | xr.DataTree) -> dict[str, xr.DataArray]:
+        """Draws of rituximab's effect by early-sural status, on the contrast's scale.
+
+        Parameters
+        ----------
+        posterior : xarray.Dataset or xarray.DataTree
+            Posterior (or prior) draws, or a DataTree holding a ``posterior`` group.
+
+        Returns
+        -------
+        dict of str to xarray.DataArray
+            ``"sural_preserved"``: the main effect; ``"sural_reduced"``: main effect plus
+            the interaction.
+        """
+        if isinstance(posterior, xr.DataTree) and "posterior" in posterior.children:
+            posterior = posterior["posterior"]
+        main = posterior[self.main_var]
+        return {
+            "sural_reduced": main + posterior[self.contrast_var],
+            "sural_preserved": main,
+        }
+
 
 @dataclass
 class Design:
@@ -237,3 +276,215 @@ class Design:
     def counts_frame(self) -> pd.DataFrame:
         """``counts`` as a two-column table (for reports)."""
         return pd.DataFrame({"what": list(self.counts), "n": list(self.counts.values())})
+
+
+class NotApplicable(Exception):  # noqa: N818 (a reason, not an error)
+    """A figure or output that does not apply to this fit; the message says why."""
+
+
+@dataclass(frozen=True)
+class ModelFigure:
+    """A figure of a model's own, drawn into ``figures/NAME.png`` of a results folder.
+
+    Attributes
+    ----------
+    name : str
+        File stem (``"survival_curves"``).
+    title : str
+        Heading in the report.
+    draw : callable
+        ``draw(result, path) -> caption``: draws the figure of a fit (a
+        :class:`~magbayes.fit.FitResult`, or a :class:`~magbayes.fit.PriorSample` for a
+        prior figure) as PNG; raises :class:`NotApplicable` when it does not apply.
+    """
+
+    name: str
+    title: str
+    draw: Callable[[Any, Path], str]
+
+
+def _no_starting_values(design: Design, spec: Spec) -> dict[str, np.ndarray]:
+    return {}
+
+
+def _no_refit(spec: Spec, design: Design, diagnostics: dict[str, Any]) -> None:
+    return None
+
+
+def _no_advice(spec: Spec, posterior: xr.Dataset) -> list[str]:
+    return []
+
+
+def _as_sampled(tree: xr.DataTree, design: Design) -> xr.DataTree:
+    return tree
+
+
+def _no_outputs(result: FitResult, folder: Path) -> list[Path]:
+    return []
+
+
+def _generic_effects(result: FitResult) -> list[Effect]:
+    """Every scalar or one-dimensional ``alpha_``/``beta_``/``gamma_``/``delta_`` variable."""
+    from magbayes.labels import vector_effects
+
+    post = result.posterior["posterior"]
+    out: list[Effect] = []
+    for name, var in post.data_vars.items():
+        if not str(name).startswith(("gamma_", "beta_", "alpha_", "delta_")):
+            continue
+        extra = [d for d in var.dims if d not in ("chain", "draw")]
+        if not extra:
+            out.append(Effect(str(name), str(name), {}, "model scale"))
+        elif len(extra) == 1:
+            out += vector_effects(
+                post, str(name), extra[0], lambda x, n=name: f"{n}[{x}]", "model scale"
+            )
+    return out
+
+
+@dataclass(frozen=True)
+class ModelDefinition:
+    """Everything the pipeline, the report and the analyses know about one model.
+
+    Required: what to fit. The rest has neutral defaults (no refit, no own figures, the
+    variable names as labels), so a new model starts small and grows.
+
+    Attributes
+    ----------
+    name : str
+        The model's name, as in ``model = "..."`` in a spec.
+    defaults : dict
+        Every table and key of its spec with its default value (a shipped model's are its
+        spec file, :func:`shipped_defaults`; a model defined in code uses
+        :func:`shared_defaults`).
+    make_design : callable
+        ``make_design(cohort, spec) -> Design``: plain arrays and coordinates, printable
+        (``magbayes fit --dry-run``).
+    build_model : callable
+        ``build_model(design, spec) -> pymc.Model``; every variable has named dims.
+    headline : Headline
+        The contrast variable, the main effect and the benefit direction.
+    outcome_var : str
+        The observed outcome's variable (its log-likelihood is stored for PSIS-LOO).
+    title : str
+        What the model is about, in the report's title (``"disability progression"``).
+    own_rules : dict
+        ``{table: {key: Rule}}`` of its own keys beyond the type of their default; the
+        shared tables' rules are added (:func:`spec_rules`).
+    summary_vars : tuple of str
+        Population-level variables the summary lists, in order (empty: every free
+        variable with at most one dimension).
+    parameter_meanings : dict
+        What each population-level variable that is not an effect means (summary table).
+    effects : callable
+        ``effects(result) -> list[Effect]``: its treatment, early-sural and covariate
+        effects, readable, the headline contrast first.
+    outcome_words : callable
+        ``outcome_words(result) -> str``: the outcome in words, for figure axes.
+    effect_units : callable
+        ``effect_units(result) -> str``: the units of its effects, in one sentence.
+    methods_sentence : callable
+        ``methods_sentence(result) -> str``: what was modelled, for the methods paragraph.
+    benefit_words : str
+        What "benefit" means in this model (``"slowing of disability progression"``).
+    equations : str
+        The model in equations (reST, usually its module's docstring), for the report.
+    has_trajectory : bool
+        Its outcome is a score at each visit: prior draws are made on a grid of years.
+    starting_values : callable
+        ``starting_values(design, spec) -> dict``: where the sampler starts (empty: its
+        own defaults); the start only, not the model.
+    refit_spec : callable
+        ``refit_spec(spec, design, diagnostics) -> (Spec, why) | None``: the spec of a refit
+        in other coordinates of the same model when the first fit failed the gate.
+    divergence_advice : callable
+        ``divergence_advice(spec, posterior) -> list[str]``: what to change after
+        divergences, beyond the shared advice.
+    finalise : callable
+        ``finalise(tree, design) -> tree``: lay sampled groups out for reading (scores per
+        visit, ratings per course) after sampling.
+    figures : tuple of ModelFigure
+        Its own figures of a fit, drawn after the shared ones.
+    prior_figures : tuple of ModelFigure
+        Its own figures of prior draws (``magbayes fit --prior-only``).
+    write_outputs : callable
+        ``write_outputs(result, folder) -> list[Path]``: its own tables in a results
+        folder (e.g. survival curves, hazard ratios).
+    """
+
+    name: str
+    defaults: Mapping[str, Any]
+    make_design: Callable[[Cohort, Spec], Design]
+    build_model: Callable[[Design, Spec], pm.Model]
+    headline: Headline
+    outcome_var: str
+    title: str = ""
+    own_rules: Mapping[str, Mapping[str, Rule]] = field(default_factory=dict)
+    summary_vars: tuple[str, ...] = ()
+    parameter_meanings: Mapping[str, str] = field(default_factory=dict)
+    effects: Callable[[FitResult], list[Effect]] = _generic_effects
+    outcome_words: Callable[[FitResult], str] | None = None
+    effect_units: Callable[[FitResult], str] | None = None
+    methods_sentence: Callable[[FitResult], str] | None = None
+    benefit_words: str = "benefit"
+    equations: str = ""
+    has_trajectory: bool = False
+    starting_values: Callable[[Design, Spec], dict[str, np.ndarray]] = _no_starting_values
+    refit_spec: Callable[[Spec, Design, dict[str, Any]], tuple[Spec, str] | None] = _no_refit
+    divergence_advice: Callable[[Spec, xr.Dataset], list[str]] = _no_advice
+    finalise: Callable[[xr.DataTree, Design], xr.DataTree] = _as_sampled
+    figures: tuple[ModelFigure, ...] = ()
+    prior_figures: tuple[ModelFigure, ...] = ()
+    write_outputs: Callable[[FitResult, Path], list[Path]] = _no_outputs
+
+    @property
+    def rules(self) -> dict[str, dict[str, Rule]]:
+        """The spec's schema rules: the shared tables' with the model's own merged in."""
+        return spec_rules(dict(self.defaults), {k: dict(v) for k, v in self.own_rules.items()})
+
+    @property
+    def meanings(self) -> dict[str, str]:
+        """What each population-level variable that is not an effect means."""
+        return {**SHARED_PARAMETER_MEANINGS, **self.parameter_meanings}
+
+    def population_parameters(self, model: pm.Model) -> list[str]:
+        """Population-level parameters of a built model: :attr:`summary_vars` present.
+
+        Without ``summary_vars``, every free random variable with at most one dimension.
+        """
+        present = {v.name for v in model.free_RVs + model.deterministics}
+        if self.summary_vars:
+            return [v for v in self.summary_vars if v in present]
+        return [v.name for v in model.free_RVs if v.ndim <= 1]
+
+    def present_summary_vars(self, dataset: xr.Dataset | xr.DataTree) -> list[str]:
+        """:attr:`summary_vars` present in a posterior (or prior) group, in order."""
+        present = list(dataset.data_vars)
+        if not self.summary_vars:
+            return present
+        return [v for v in self.summary_vars if v in present]
+
+    def group_benefit(self, posterior: xr.Dataset | xr.DataTree) -> dict[str, xr.DataArray]:
+        """Rituximab's effect by early-sural status (:meth:`Headline.group_benefit`)."""
+        return self.headline.group_benefit(posterior)
+
+    def describe_outcome(self, result: FitResult) -> str:
+        """The outcome in words (:attr:`outcome_words`, else its variable name)."""
+        return self.outcome_words(result) if self.outcome_words else self.outcome_var
+
+    def describe_units(self, result: FitResult, units: list[str]) -> str:
+        """The units of the effects (:attr:`effect_units`, else the effects' own)."""
+        if self.effect_units:
+            return self.effect_units(result)
+        return "Units: " + "; ".join(units)
+
+    def describe_methods(self, result: FitResult) -> str:
+        """What was modelled, in one sentence (:attr:`methods_sentence`, else generic)."""
+        if self.methods_sentence:
+            return self.methods_sentence(result)
+        return f"The data were analysed with the {self.name} model of magbayes."
+
+    @property
+    def report_title(self) -> str:
+        """What the report's title calls the model."""
+        return self.title or self.name

@@ -467,7 +467,7 @@ def site_parametrisation(spec: Any) -> str:
     magbayes.errors.SpecError
         For any other value.
     """
-    choice = spec.section("sites").get("parametrisation", "auto")
+    choice = spec.section("sites")["parametrisation"]
     if choice not in SITE_PARAMETRISATIONS:
         raise SpecError(
             f"[sites] parametrisation must be 'auto', 'centred' or 'non_centred', not {choice!r}"

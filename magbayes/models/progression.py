@@ -37,14 +37,14 @@ import xarray as xr
 
 from magbayes.cohort.tables import SCORES, TREATMENTS, Cohort
 from magbayes.errors import SpecError
+from magbayes.labels import Effect, covariate_label, score_name, treatment_name, vector_effects
 from magbayes.models import blocks, scores
 from magbayes.models.base import (
-    BASELINE_COVARIATES,
-    MODELLED_TREATMENTS,
     Design,
     Headline,
+    ModelDefinition,
     prior_names,
-    shared_defaults,
+    shipped_defaults,
     spec_rules,
 )
 from magbayes.spec import Spec
@@ -52,61 +52,30 @@ from magbayes.spec_schema import list_of, one_of, positive
 
 NAME = "progression"
 
-DEFAULTS: dict[str, Any] = shared_defaults(
-    {
-        "outcome": {"score": "incat", "likelihood": "auto"},
-        "covariates": {"baseline": BASELINE_COVARIATES},
-        "treatments": {
-            "modelled": MODELLED_TREATMENTS,
-            "later_line_effect": True,
-            "level_change": False,
-        },
-        "sites": {"pooling": "partial", "parametrisation": "auto"},
-        "patients": {"parametrisation": "auto"},
-        # measured in benchmarks/bench_progression.py (docs/performance.md)
-        "sampler": {"tune": 400, "target_accept": 0.8, "extra_doublings": 1},
-        "priors": {
-            "slope_sd": 0.7,
-            "patient_level_sd": 3.0,
-            "patient_rate_sd": 0.5,
-            "site_sd": 1.0,
-            "treatment_sd": 0.5,
-            "rituximab_sd": 0.5,
-            "interaction_sd": 0.5,
-            "later_line_sd": 0.3,
-            "level_change_sd": 1.0,
-            "sural_rate_sd": 0.5,
-            "covariate_sd": 2.0,
-            "intercept_sd": 4.0,
-            "cutpoint_spacing": 3.0,
-            "irods_precision_rate": 0.1,
-        },
-    }
-)
+#: Every key of the spec with its default: the spec file ``models/progression.toml``.
+DEFAULTS: dict[str, Any] = shipped_defaults(NAME)
 
 #: ``[patients] parametrisation`` options (:func:`_patient_parametrisation`).
 PATIENT_PARAMETRISATIONS = ("auto", "centred", "over_visits", "non_centred")
 
 #: What each key of a spec accepts beyond the type of its default (the shared tables'
 #: rules come from :func:`magbayes.models.base.spec_rules`); every prior is a positive scale.
-SPEC_RULES = spec_rules(
-    DEFAULTS,
-    {
-        "outcome": {
-            "score": one_of(*SCORES),
-            "likelihood": one_of("auto", *scores.LIKELIHOODS),
-        },
-        "treatments": {
-            "modelled": list_of(one_of(*TREATMENTS), non_empty=False),
-        },
-        "sites": {
-            "pooling": one_of(*blocks.SITE_POOLING),
-            "parametrisation": one_of(*blocks.SITE_PARAMETRISATIONS),
-        },
-        "patients": {"parametrisation": one_of(*PATIENT_PARAMETRISATIONS)},
-        "priors": {key: positive() for key in prior_names(DEFAULTS)},
+OWN_RULES: dict[str, dict[str, Any]] = {
+    "outcome": {
+        "score": one_of(*SCORES),
+        "likelihood": one_of("auto", *scores.LIKELIHOODS),
     },
-)
+    "treatments": {
+        "modelled": list_of(one_of(*TREATMENTS), non_empty=False),
+    },
+    "sites": {
+        "pooling": one_of(*blocks.SITE_POOLING),
+        "parametrisation": one_of(*blocks.SITE_PARAMETRISATIONS),
+    },
+    "patients": {"parametrisation": one_of(*PATIENT_PARAMETRISATIONS)},
+    "priors": {key: positive() for key in prior_names(DEFAULTS)},
+}
+SPEC_RULES = spec_rules(DEFAULTS, OWN_RULES)
 
 HEADLINE = Headline(
     question=(
@@ -170,7 +139,7 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
     outcome = spec.section("outcome")
     score = outcome.get("score", "incat")
     family = scores.likelihood_for(score, outcome.get("likelihood", "auto"))
-    missing_rule = spec.section("early_sural").get("missing", "marginalise")
+    missing_rule = spec.section("early_sural")["missing"]
     if missing_rule not in ("marginalise", "exclude"):
         raise SpecError("[early_sural] missing must be 'marginalise' or 'exclude'")
 
@@ -689,7 +658,7 @@ def _patient_parametrisation(design: Design, spec: Spec) -> str:
         "centred" (level over the visits, rate before treatment non-centred),
         "over_visits" (level and rate over the visits) or "non_centred".
     """
-    choice = spec.section("patients").get("parametrisation", "auto")
+    choice = spec.section("patients")["parametrisation"]
     if choice not in PATIENT_PARAMETRISATIONS:
         raise SpecError(
             "[patients] parametrisation must be one of "
@@ -746,7 +715,7 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
         # than a constant in it: one compiled model then serves every cohort with the same
         # structure (magbayes.compile_cache), and only the first fit of a spec compiles
         site_of_patient = _data("site_of_patient", d["site_of_patient"])
-        pooling = spec.section("sites").get("pooling", "partial")
+        pooling = spec.section("sites")["pooling"]
         centred_sites = _centred_sites(design, spec)
         site_level = blocks.site_effect(
             "site_level",
@@ -996,13 +965,13 @@ def refit_spec(spec: Spec, design: Design, diagnostics: dict[str, Any]) -> tuple
     """
     if not diagnostics["divergences"]:
         return None
-    if spec.section("patients").get("parametrisation", "auto") != "auto":
+    if spec.section("patients")["parametrisation"] != "auto":
         return None
     first = _patient_parametrisation(design, spec)
     overrides: dict[str, Any] = {"patients": {"parametrisation": "non_centred"}}
     if blocks.site_parametrisation(spec) == "auto" and _centred_sites(design, spec):
         overrides["sites"] = {"parametrisation": "non_centred"}
-    target = max(float(spec.section("sampler").get("target_accept", 0.8)), REFIT_TARGET_ACCEPT)
+    target = max(float(spec.section("sampler")["target_accept"]), REFIT_TARGET_ACCEPT)
     overrides["sampler"] = {"target_accept": target}
     why = (
         f"the first fit (patients sampled {first.replace('_', ' ')}) had "
@@ -1035,7 +1004,7 @@ def divergence_advice(spec: Spec, posterior: xr.Dataset) -> list[str]:
     list of str
         Advice for the report and the command line (empty when none applies).
     """
-    if spec.section("patients").get("parametrisation", "auto") == "non_centred":
+    if spec.section("patients")["parametrisation"] == "non_centred":
         return []
     if "patient_sd" not in posterior:
         return []
@@ -1072,8 +1041,94 @@ def finalise(tree: xr.DataTree, design: Design) -> xr.DataTree:
     return tree
 
 
-def group_benefit(posterior: xr.Dataset, design: Design) -> dict[str, xr.DataArray]:
-    """Rituximab's change in progression rate (latent units / year) by early-sural status."""
-    preserved = posterior["gamma_rituximab"]
-    reduced = posterior["gamma_rituximab"] + posterior["gamma_rituximab_x_sural"]
-    return {"sural_reduced": reduced, "sural_preserved": preserved}
+# ----------------------------------------------------------------------------- words
+
+
+def effects(result: Any) -> list[Effect]:
+    """The progression model's effects: on the rate, the level step, the covariates."""
+    post = result.posterior["posterior"]
+    score = score_name(result.spec)
+    rate = f"latent {score} logit per year"
+    level = f"latent {score} logit"
+    out = [
+        Effect("rituximab × early sural reduction [rate]", "gamma_rituximab_x_sural", {}, rate),
+        Effect("rituximab, sural-preserved [rate]", "gamma_rituximab", {}, rate),
+        Effect("early sural reduction, untreated [rate]", "rate_sural_reduced", {}, rate),
+        Effect("course in line ≥ 2 [rate]", "gamma_later_line", {}, rate),
+    ]
+    out += vector_effects(
+        post, "gamma_treatment", "treatment", lambda t: f"{treatment_name(t)} [rate]", rate
+    )
+    out.append(Effect("rituximab, sural-preserved [level step]", "delta_rituximab", {}, level))
+    out += vector_effects(
+        post, "delta_treatment", "treatment", lambda t: f"{treatment_name(t)} [level step]", level
+    )
+    out += vector_effects(
+        post,
+        "beta_covariate",
+        "covariate",
+        lambda c: f"{covariate_label(c, result.standardisation)} [level]",
+        level,
+    )
+    return out
+
+
+def effect_units(result: Any) -> str:
+    """The units of the progression model's effects, for the forest plot."""
+    score = score_name(result.spec)
+    return (
+        f"Units: [rate] rows change the progression rate, in latent {score} logit per "
+        f"year; [level] and [level step] rows shift the latent {score} level (logit). "
+        "Negative = less disability"
+    )
+
+
+def methods_sentence(result: Any) -> str:
+    """What the progression model is, for the methods paragraph."""
+    likelihood = str(result.design_counts.get("likelihood", ""))
+    return (
+        f"Disability ({score_name(result.spec)}) over years since symptom onset was modelled "
+        f"with a Bayesian hierarchical {scores.LIKELIHOOD_WORDS.get(likelihood, likelihood)} "
+        "regression in which each patient has a baseline level and a progression rate "
+        "(correlated, partially pooled towards their site), and each treatment course "
+        "changes the progression rate from its start; rituximab's change in rate was "
+        "allowed to differ with early sural reduction."
+    )
+
+
+#: What the population-level parameters that are not effects mean.
+PARAMETER_MEANINGS: dict[str, str] = {
+    "slope": "mean progression rate, untreated, sural-preserved [latent logit per year]",
+    "patient_sd": "between-patient sd of the level and of the rate",
+    "patient_corr": "correlation of patients' level and rate",
+    "site_level": "site offset of the level",
+    "site_level_sd": "sd of the site offsets of the level",
+    "site_slope": "site offset of the rate",
+    "site_slope_sd": "sd of the site offsets of the rate",
+    "cutpoints": "ordered cutpoints between adjacent score values (latent scale)",
+    "irods_precision": "precision of the Beta likelihood (I-RODS)",
+}
+
+DEFINITION = ModelDefinition(
+    name=NAME,
+    title="disability progression",
+    defaults=DEFAULTS,
+    own_rules=OWN_RULES,
+    make_design=make_design,
+    build_model=build_model,
+    headline=HEADLINE,
+    outcome_var="score",
+    summary_vars=tuple(SUMMARY_VARS),
+    parameter_meanings=PARAMETER_MEANINGS,
+    effects=effects,
+    outcome_words=lambda result: f"{score_name(result.spec)} score at a visit",
+    effect_units=effect_units,
+    methods_sentence=methods_sentence,
+    benefit_words="slowing of disability progression",
+    equations=__doc__,
+    has_trajectory=True,
+    starting_values=starting_values,
+    refit_spec=refit_spec,
+    divergence_advice=divergence_advice,
+    finalise=finalise,
+)

@@ -37,12 +37,13 @@ from scipy.special import expit
 
 from magbayes.cohort.tables import TREATMENTS, Cohort
 from magbayes.errors import CohortError, Problem, SpecError
+from magbayes.labels import Effect, covariate_label, treatment_name, vector_effects
 from magbayes.models.base import (
-    MODELLED_TREATMENTS,
     Design,
     Headline,
+    ModelDefinition,
     prior_names,
-    shared_defaults,
+    shipped_defaults,
     spec_rules,
 )
 from magbayes.models.blocks import (
@@ -58,47 +59,14 @@ from magbayes.models.blocks import (
     treatment_names,
     usable_covariates,
 )
+from magbayes.models.scores import LIKELIHOOD_WORDS
 from magbayes.spec import Spec, deep_merge
 from magbayes.spec_schema import check_spec, list_of, one_of, positive
 
 NAME = "response"
 
-#: Spec defaults (the same values as ``models/response.toml``).
-DEFAULTS: dict[str, Any] = shared_defaults(
-    {
-        "model": NAME,
-        "outcome": {"likelihood": "logistic", "partial": "failure"},
-        "covariates": {
-            "baseline": [
-                "median_dml_ms",
-                "tli_median",
-                "median_mcv_ms",
-                "peroneal_cmap_mv",
-                "age_at_onset",
-                "log10_anti_mag_titer",
-                "pattern_cidp_like",
-            ]
-        },
-        "treatments": {
-            "modelled": MODELLED_TREATMENTS,
-            "reference": "ivig",
-            "later_line_effect": True,
-        },
-        "sites": {"pooling": "partial"},
-        "priors": {
-            "intercept_sd": 1.5,
-            "treatment_sd": 1.0,
-            "rituximab_sd": 1.0,
-            "interaction_sd": 1.0,
-            "later_line_sd": 1.0,
-            "covariate_sd": 0.5,
-            "patient_sd": 1.0,
-            "site_sd": 0.5,
-            "cutpoint_sd": 1.5,
-            "sensitivity": {"interaction_sd": [0.5, 2.5]},
-        },
-    }
-)
+#: Every key of the spec with its default: the spec file ``models/response.toml``.
+DEFAULTS: dict[str, Any] = shipped_defaults(NAME)
 
 LIKELIHOODS = ("logistic", "ordered_logistic")
 PARTIAL_AS = ("failure", "success")
@@ -107,18 +75,16 @@ OTHER_TREATMENTS = tuple(t for t in TREATMENTS if t != "rituximab")
 
 #: What each key of a spec accepts beyond the type of its default (the shared tables'
 #: rules come from :func:`magbayes.models.base.spec_rules`); every prior is a positive scale.
-SPEC_RULES = spec_rules(
-    DEFAULTS,
-    {
-        "outcome": {"likelihood": one_of(*LIKELIHOODS), "partial": one_of(*PARTIAL_AS)},
-        "treatments": {
-            "modelled": list_of(one_of(*TREATMENTS), non_empty=False),
-            "reference": one_of(*OTHER_TREATMENTS),
-        },
-        "sites": {"pooling": one_of(*SITE_POOLING)},
-        "priors": {key: positive() for key in prior_names(DEFAULTS)},
+OWN_RULES: dict[str, dict[str, Any]] = {
+    "outcome": {"likelihood": one_of(*LIKELIHOODS), "partial": one_of(*PARTIAL_AS)},
+    "treatments": {
+        "modelled": list_of(one_of(*TREATMENTS), non_empty=False),
+        "reference": one_of(*OTHER_TREATMENTS),
     },
-)
+    "sites": {"pooling": one_of(*SITE_POOLING)},
+    "priors": {key: positive() for key in prior_names(DEFAULTS)},
+}
+SPEC_RULES = spec_rules(DEFAULTS, OWN_RULES)
 
 HEADLINE = Headline(
     question="Does early sural reduction predict a good response to rituximab?",
@@ -696,37 +662,78 @@ def finalise(tree: xr.DataTree, design: Design) -> xr.DataTree:
     return tree
 
 
-def group_benefit(posterior: xr.Dataset | xr.DataTree, design: Design) -> dict[str, xr.DataArray]:
-    """Rituximab's log-odds of a good response relative to the reference treatment.
-
-    Parameters
-    ----------
-    posterior : xarray.Dataset or xarray.DataTree
-        The posterior group (or a DataTree holding one).
-    design : Design
-        The design (unused; part of the model-module protocol).
-
-    Returns
-    -------
-    dict of str to xarray.DataArray
-        ``"sural_reduced"``: ``alpha_rituximab + alpha_rituximab_x_sural``;
-        ``"sural_preserved"``: ``alpha_rituximab``. Each is the difference in log-odds of a
-        good response between a rituximab course and a reference-treatment (IVIg) course of
-        the same patient, line and site; positive means rituximab does better.
-    """
-    if isinstance(posterior, xr.DataTree) and "posterior" in posterior.children:
-        posterior = posterior["posterior"]
-    main = posterior[HEADLINE.main_var]
-    contrast = posterior[HEADLINE.contrast_var]
-    reduced = (main + contrast).rename("rituximab_log_odds_sural_reduced")
-    preserved = main.rename("rituximab_log_odds_sural_preserved")
-    return {"sural_reduced": reduced, "sural_preserved": preserved}
+# --------------------------------------------------------------------------- words
 
 
-def refit_spec(spec: Spec, design: Design, diagnostics: dict[str, Any]) -> tuple[Spec, str] | None:
-    """No automatic refit of the response model: a fit that fails the gate is reported as it is.
+def effects(result: Any) -> list[Effect]:
+    """The response model's effects: rituximab, treatments against the reference, covariates."""
+    post = result.posterior["posterior"]
+    reference = result.spec.section("treatments").get("reference")
+    versus = f"vs {treatment_name(reference)}" if reference else "vs reference"
+    unit = "log-odds of a good response"
+    out = [
+        Effect("rituximab × early sural reduction", "alpha_rituximab_x_sural", {}, unit),
+        Effect("rituximab, sural-preserved", "alpha_rituximab", {}, unit),
+        Effect("course in line ≥ 2", "alpha_later_line", {}, unit),
+    ]
+    out += vector_effects(
+        post, "alpha_treatment", "treatment", lambda t: f"{treatment_name(t)} ({versus})", unit
+    )
+    out += vector_effects(
+        post,
+        "beta_covariate",
+        "covariate",
+        lambda c: covariate_label(c, result.standardisation),
+        unit,
+    )
+    return out
 
-    (The progression model's :func:`magbayes.models.progression.refit_spec` refits with
-    non-centred patients after divergences.)
-    """
-    return None
+
+def outcome_words(result: Any) -> str:
+    """The rating in words, with its codes (binary or ordered)."""
+    observed = result.posterior["observed_data"][LOG_LIKELIHOOD_VAR].values
+    if np.nanmax(observed) <= 1:
+        if result.spec.section("outcome")["partial"] == "success":
+            return "rating of a treatment course (1 = good or partial, 0 = none)"
+        return "rating of a treatment course (1 = good response, 0 = partial or none)"
+    return "rating of a treatment course (0 = none, 1 = partial, 2 = good)"
+
+
+def methods_sentence(result: Any) -> str:
+    """What the response model is, for the methods paragraph."""
+    likelihood = str(
+        result.design_counts.get("likelihood", result.spec.section("outcome").get("likelihood", ""))
+    )
+    return (
+        "The clinician's rating of each treatment course was modelled with a Bayesian "
+        f"hierarchical {LIKELIHOOD_WORDS.get(likelihood, likelihood)} regression with "
+        "patient and site effects; rituximab's effect on the odds of a good response was "
+        "allowed to differ with early sural reduction."
+    )
+
+
+DEFINITION = ModelDefinition(
+    name=NAME,
+    title="treatment response",
+    defaults=DEFAULTS,
+    own_rules=OWN_RULES,
+    make_design=make_design,
+    build_model=build_model,
+    headline=HEADLINE,
+    outcome_var=LOG_LIKELIHOOD_VAR,
+    summary_vars=tuple(SUMMARY_VARS),
+    parameter_meanings={
+        "alpha_intercept": "log-odds of a good response to the reference treatment",
+        "site_effect": "site offset (log-odds)",
+        "site_effect_sd": "sd of the site offsets",
+    },
+    effects=effects,
+    outcome_words=outcome_words,
+    effect_units=lambda result: (
+        "Units: log-odds of a good response (positive = more good responses)"
+    ),
+    methods_sentence=methods_sentence,
+    benefit_words="chance of a good response as rated by the clinician",
+    equations=__doc__,
+    finalise=finalise,
+)

@@ -27,6 +27,13 @@ from magbayes.models.ordinal_visits import ordered_logistic_visits
 
 LIKELIHOODS = ("ordered_logistic", "beta")
 
+#: Likelihoods in the words of a methods paragraph.
+LIKELIHOOD_WORDS: dict[str, str] = {
+    "ordered_logistic": "ordinal (ordered-logistic)",
+    "beta": "Beta",
+    "logistic": "logistic",
+}
+
 
 def likelihood_for(score: str, requested: str = "auto") -> str:
     """The likelihood family for a score (``auto`` picks by the score's type)."""

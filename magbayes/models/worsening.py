@@ -57,14 +57,15 @@ import xarray as xr
 
 from magbayes.cohort.tables import SCORES, TREATMENTS, Cohort
 from magbayes.errors import SpecError
+from magbayes.labels import Effect, covariate_label, score_name, treatment_name, vector_effects
 from magbayes.models import blocks, survival
 from magbayes.models.base import (
-    BASELINE_COVARIATES,
-    MODELLED_TREATMENTS,
     Design,
     Headline,
+    ModelDefinition,
+    ModelFigure,
     prior_names,
-    shared_defaults,
+    shipped_defaults,
     spec_rules,
 )
 from magbayes.spec import Spec
@@ -79,72 +80,39 @@ from magbayes.spec_schema import (
 
 NAME = "worsening"
 
-DEFAULTS: dict[str, Any] = shared_defaults(
-    {
-        "outcome": {
-            "score": "incat",
-            "change": 1,
-            "baseline": "first",
-            "confirmation": "next_visit",
-            "follow_up_ends": "last_confirmable_visit",
-            "event_time": "interval",
-        },
-        "baseline_hazard": {"kind": "piecewise", "grid_years": [0.0, 2.0, 4.0, 6.0, 8.0, 12.0]},
-        "covariates": {"baseline": BASELINE_COVARIATES},
-        "treatments": {
-            "modelled": MODELLED_TREATMENTS,
-            "exposure": "courses_started",
-        },
-        "sites": {"pooling": "partial", "parametrisation": "auto"},
-        "priors": {
-            "baseline_log_hazard_mean": -2.3,
-            "baseline_log_hazard_sd": 1.5,
-            "weibull_shape_sd": 0.5,
-            "weibull_log_scale_mean": 2.3,
-            "weibull_log_scale_sd": 1.5,
-            "frailty_sd": 0.5,
-            "treatment_sd": 1.0,
-            "rituximab_sd": 1.0,
-            "interaction_sd": 1.0,
-            "sural_sd": 1.0,
-            "covariate_sd": 1.0,
-        },
-        "figures": {"rituximab_start_years": 3.0, "horizon_years": 12.0},
-    }
-)
+#: Every key of the spec with its default: the spec file ``models/worsening.toml``.
+DEFAULTS: dict[str, Any] = shipped_defaults(NAME)
 
 #: What each key of a spec accepts beyond the type of its default (the shared tables'
 #: rules come from :func:`magbayes.models.base.spec_rules`). Prior means are any number;
 #: every other prior is a positive scale.
-SPEC_RULES = spec_rules(
-    DEFAULTS,
-    {
-        "outcome": {
-            "score": one_of(*SCORES),
-            "change": positive(),
-            "baseline": one_of("first", "best_so_far"),
-            "confirmation": one_of("next_visit", "none"),
-            "follow_up_ends": one_of("last_confirmable_visit", "last_visit"),
-            "event_time": one_of("interval", "detecting_visit"),
-        },
-        "baseline_hazard": {
-            "kind": one_of("piecewise", "weibull"),
-            "grid_years": increasing_from_zero(),
-        },
-        "treatments": {
-            "modelled": list_of(one_of(*TREATMENTS), non_empty=False),
-            "exposure": one_of("courses_started", "ever"),
-        },
-        "sites": {
-            "pooling": one_of(*blocks.SITE_POOLING),
-            "parametrisation": one_of(*blocks.SITE_PARAMETRISATIONS),
-        },
-        "priors": {
-            key: number() if key.endswith("_mean") else positive() for key in prior_names(DEFAULTS)
-        },
-        "figures": {"rituximab_start_years": at_least_zero(), "horizon_years": positive()},
+OWN_RULES: dict[str, dict[str, Any]] = {
+    "outcome": {
+        "score": one_of(*SCORES),
+        "change": positive(),
+        "baseline": one_of("first", "best_so_far"),
+        "confirmation": one_of("next_visit", "none"),
+        "follow_up_ends": one_of("last_confirmable_visit", "last_visit"),
+        "event_time": one_of("interval", "detecting_visit"),
     },
-)
+    "baseline_hazard": {
+        "kind": one_of("piecewise", "weibull"),
+        "grid_years": increasing_from_zero(),
+    },
+    "treatments": {
+        "modelled": list_of(one_of(*TREATMENTS), non_empty=False),
+        "exposure": one_of("courses_started", "ever"),
+    },
+    "sites": {
+        "pooling": one_of(*blocks.SITE_POOLING),
+        "parametrisation": one_of(*blocks.SITE_PARAMETRISATIONS),
+    },
+    "priors": {
+        key: number() if key.endswith("_mean") else positive() for key in prior_names(DEFAULTS)
+    },
+    "figures": {"rituximab_start_years": at_least_zero(), "horizon_years": positive()},
+}
+SPEC_RULES = spec_rules(DEFAULTS, OWN_RULES)
 
 HEADLINE = Headline(
     question=(
@@ -885,13 +853,6 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
 # ----------------------------------------------------------------------------- results
 
 
-def group_benefit(posterior: xr.Dataset, design: Design | None) -> dict[str, xr.DataArray]:
-    """Rituximab's log hazard ratio of confirmed worsening by early-sural status."""
-    preserved = posterior["beta_rituximab"]
-    reduced = posterior["beta_rituximab"] + posterior["beta_rituximab_x_sural"]
-    return {"sural_reduced": reduced, "sural_preserved": preserved}
-
-
 def _posterior_dataset(posterior: xr.DataTree | xr.Dataset) -> xr.Dataset:
     if isinstance(posterior, xr.DataTree):
         node = posterior["posterior"] if "posterior" in posterior.children else posterior
@@ -1031,7 +992,11 @@ def hazard_ratio_table(posterior: xr.DataTree | xr.Dataset, hdi_prob: float = 0.
 
 
 def plot_survival_curves(
-    curves: xr.DataArray, path: str | Path, hdi_prob: float = 0.94, score: str = "INCAT"
+    curves: xr.DataArray,
+    path: str | Path,
+    hdi_prob: float = 0.94,
+    score: str = "INCAT",
+    title: str = "Reference patient, typical site",
 ) -> Path:
     """Draw survival curves by early-sural status, with and without rituximab.
 
@@ -1061,9 +1026,7 @@ def plot_survival_curves(
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"probability free of confirmed {score} worsening")
     axes[0].legend(loc="lower left", fontsize=8)
-    fig.suptitle(
-        f"Reference patient, typical site; bands: {int(round(hdi_prob * 100))}% HDI", fontsize=9
-    )
+    fig.suptitle(f"{title}; bands: {int(round(hdi_prob * 100))}% HDI", fontsize=9)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -1092,7 +1055,7 @@ def write_outputs(result: Any, folder: str | Path) -> list[Path]:
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    hdi_prob = float(getattr(result, "hdi_prob", 0.94))
+    hdi_prob = result.hdi_prob
     curves = survival_curves(result.posterior, result.spec)
     paths = [folder / "survival_curves.csv", folder / "hazard_ratios.csv"]
     survival_curve_table(curves, hdi_prob).to_csv(paths[0], index=False)
@@ -1100,10 +1063,103 @@ def write_outputs(result: Any, folder: str | Path) -> list[Path]:
     return paths
 
 
-def refit_spec(spec: Spec, design: Design, diagnostics: dict[str, Any]) -> tuple[Spec, str] | None:
-    """No automatic refit of the worsening model: a fit that fails the gate is reported as it is.
+# ----------------------------------------------------------------------------- words
 
-    (The progression model's :func:`magbayes.models.progression.refit_spec` refits with
-    non-centred patients after divergences.)
-    """
-    return None
+
+def draw_survival_curves(result: Any, path: Path) -> str:
+    """``figures/survival_curves.png``: the fit's survival curves (caption returned)."""
+    curves = survival_curves(result.posterior, result.spec)
+    plot_survival_curves(curves, path, result.hdi_prob, score_name(result.spec))
+    start = curves.attrs.get("rituximab_start_years")
+    return (
+        "Probability of remaining free of confirmed worsening against years since onset, "
+        "for a reference patient (covariates at the cohort mean or reference category, a "
+        "typical site), by early-sural status, without rituximab and with rituximab "
+        f"started at {start:g} years since onset: posterior mean (line) and "
+        f"{round(100 * result.hdi_prob)}% HDI (band)."
+    )
+
+
+def draw_prior_survival_curves(sample: Any, path: Path) -> str:
+    """``figures/prior_survival_curves.png``: survival curves implied by the priors."""
+    curves = survival_curves(sample.tree["prior"].to_dataset(), sample.spec)
+    plot_survival_curves(
+        curves,
+        path,
+        sample.hdi_prob,
+        score_name(sample.spec),
+        title="Survival curves implied by the priors (before seeing the data)",
+    )
+    return "Survival curves drawn from the prior: mean and HDI band by group."
+
+
+def effects(result: Any) -> list[Effect]:
+    """The worsening model's effects: log hazard ratios of treatments and covariates."""
+    post = result.posterior["posterior"]
+    unit = f"log hazard ratio of confirmed {score_name(result.spec)} worsening"
+    out = [
+        Effect("rituximab × early sural reduction", "beta_rituximab_x_sural", {}, unit),
+        Effect("rituximab, sural-preserved", "beta_rituximab", {}, unit),
+        Effect("early sural reduction, without rituximab", "beta_sural_reduced", {}, unit),
+        Effect("course in line ≥ 2", "beta_later_line", {}, unit),
+    ]
+    out += vector_effects(post, "beta_treatment", "treatment", treatment_name, unit)
+    out += vector_effects(
+        post,
+        "beta_covariate",
+        "covariate",
+        lambda c: covariate_label(c, result.standardisation),
+        unit,
+    )
+    return out
+
+
+def methods_sentence(result: Any) -> str:
+    """What the worsening model is, for the methods paragraph."""
+    change = result.spec.section("outcome").get("change", 1)
+    return (
+        f"Time from the baseline visit to confirmed {score_name(result.spec)} worsening (at "
+        f"least {change} point(s) above baseline, confirmed at the next visit) was modelled "
+        "with a Bayesian proportional-hazards model with interval censoring, site frailties "
+        "and time-varying treatment exposure; rituximab's hazard ratio was allowed to differ "
+        "with early sural reduction."
+    )
+
+
+DEFINITION = ModelDefinition(
+    name=NAME,
+    title="confirmed worsening",
+    defaults=DEFAULTS,
+    own_rules=OWN_RULES,
+    make_design=make_design,
+    build_model=build_model,
+    headline=HEADLINE,
+    outcome_var="worsening",
+    summary_vars=tuple(SUMMARY_VARS),
+    parameter_meanings={
+        "baseline_log_hazard": "log baseline hazard of each time piece (per year)",
+        "weibull_shape": "Weibull shape of the baseline hazard",
+        "weibull_log_scale": "log Weibull scale of the baseline hazard (years)",
+        "site_log_frailty": "site log frailty",
+        "site_log_frailty_sd": "sd of the site log frailties",
+        "site_log_frailty_vs_reference": "site log hazard ratio against the reference site",
+    },
+    effects=effects,
+    outcome_words=lambda result: (
+        "checked visit (after baseline) that first showed a confirmed "
+        f"{score_name(result.spec)} worsening (0 = none during follow-up)"
+    ),
+    effect_units=lambda result: (
+        "Units: log hazard ratio of confirmed worsening (negative = fewer worsenings)"
+    ),
+    methods_sentence=methods_sentence,
+    benefit_words="reduction in the hazard of confirmed disability worsening",
+    equations=__doc__,
+    figures=(ModelFigure("survival_curves", "Survival curves", draw_survival_curves),),
+    prior_figures=(
+        ModelFigure(
+            "prior_survival_curves", "Survival curves from the prior", draw_prior_survival_curves
+        ),
+    ),
+    write_outputs=write_outputs,
+)

@@ -1,13 +1,25 @@
-"""Headline, tables, figures and the written report of a fit."""
+"""Headline, tables, figures and the written report of a fit: functions that take a FitResult.
+
+``write_report(result, folder)`` draws every figure and writes ``report.md`` /
+``report.html``; each figure is also a function of its own (``plot_trajectories``,
+``plot_ppc``, ``plot_forest``, ``plot_headline``, ``plot_rank``: ``(result, path) ->
+caption``), and a model's own figures are in its definition's ``figures``.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from magbayes.fit import FitResult
     from magbayes.report.document import ReportFiles
+    from magbayes.result import FitResult
+
+#: Figure functions, imported from :mod:`magbayes.report.figures` when first used.
+_FIGURES = ("plot_trajectories", "plot_ppc", "plot_forest", "plot_headline", "plot_rank")
+
+__all__ = ["write_report", *_FIGURES]
 
 
 def write_report(result: FitResult, folder: str | Path) -> ReportFiles:
@@ -21,3 +33,9 @@ def write_report(result: FitResult, folder: str | Path) -> ReportFiles:
     from magbayes.report.document import write_report as _write
 
     return _write(result, Path(folder))
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FIGURES:
+        return getattr(importlib.import_module("magbayes.report.figures"), name)
+    raise AttributeError(f"module 'magbayes.report' has no attribute {name!r}")

@@ -1,8 +1,8 @@
 """``report.md`` and ``report.html`` of a results folder.
 
 :func:`write_report` draws the figures (:mod:`magbayes.report.figures`), writes the
-model's own extra outputs when its module offers ``write_outputs(result, folder)`` (the
-worsening model's survival-curve and hazard-ratio tables), and writes one document in two
+model's own output files (its definition's ``write_outputs``: the worsening model's
+survival-curve and hazard-ratio tables), and writes one document in two
 formats: the question and its answer, the cohort, the model in words and equations, the
 priors, a methods paragraph, the headline with its MCSE and sign convention, the effects,
 the figures, the diagnostics and their verdict, what was imputed or left out, and the
@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from magbayes.models import get_model_module
+from magbayes.atomic import write_text
+from magbayes.models import get_model
 from magbayes.report import figures as fig
 from magbayes.report import methods, tables
 from magbayes.report.render import (
@@ -34,16 +35,10 @@ from magbayes.report.render import (
     to_html,
     to_markdown,
 )
+from magbayes.result import PRIOR_SENSITIVITY_FILE
 
 if TYPE_CHECKING:
     from magbayes.fit import FitResult
-
-#: Model names as the report's title says them.
-_TITLES = {
-    "progression": "disability progression",
-    "worsening": "confirmed worsening",
-    "response": "treatment response",
-}
 
 
 @dataclass
@@ -59,7 +54,7 @@ class ReportFiles:
     skipped : list of SkippedFigure
         Figures not drawn, with the reason.
     extra : list of pathlib.Path
-        Files written by the model module's ``write_outputs``.
+        Files written by the model definition's ``write_outputs``.
     """
 
     markdown: Path
@@ -67,11 +62,6 @@ class ReportFiles:
     figures: list[fig.DrawnFigure] = field(default_factory=list)
     skipped: list[fig.SkippedFigure] = field(default_factory=list)
     extra: list[Path] = field(default_factory=list)
-
-
-#: Table of the headline under alternative priors, written by
-#: :func:`magbayes.models.prior_sensitivity.write_prior_sensitivity` and shown when present.
-PRIOR_SENSITIVITY_FILE = "prior_sensitivity.csv"
 
 
 def write_report(result: FitResult, folder: Path) -> ReportFiles:
@@ -95,24 +85,15 @@ def write_report(result: FitResult, folder: Path) -> ReportFiles:
     document = build_document(result, folder, drawn, skipped, extra, failure)
     markdown = folder / "report.md"
     html = folder / "report.html"
-    _write_text(markdown, to_markdown(document))
-    _write_text(html, to_html(document))
+    write_text(markdown, to_markdown(document))
+    write_text(html, to_html(document))
     return ReportFiles(markdown, html, drawn, skipped, extra)
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def _model_outputs(result: FitResult, folder: Path) -> tuple[list[Path], str]:
-    """Files of the model module's ``write_outputs`` and, if it failed, the error."""
-    module = get_model_module(result.model)
-    if not hasattr(module, "write_outputs"):
-        return [], ""
+    """Files of the model definition's ``write_outputs`` and, if it failed, the error."""
     try:
-        written = module.write_outputs(result, folder) or []
+        written = get_model(result.model).write_outputs(result, folder) or []
     except Exception as err:  # noqa: BLE001 (reported, never silent: a fit is not lost)
         warnings.warn(f"{result.model} outputs could not be written: {err!r}", stacklevel=2)
         return [], f"{err!r}"
@@ -130,7 +111,7 @@ def build_document(
     """The report's blocks, in order (see the module docstring)."""
     headline = result.headline()
     diagnostics = result.diagnostics()
-    title = f"magbayes report: {_TITLES.get(result.model, result.model)} model"
+    title = f"magbayes report: {get_model(result.model).report_title} model"
     doc = Document(title)
 
     doc.add(Heading("The question"))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import textwrap
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +25,8 @@ import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure as MplFigure
 
-from magbayes.models import get_model_module
+from magbayes.models import get_model
+from magbayes.models.base import ModelFigure, NotApplicable
 from magbayes.report.labels import (
     effects,
     outcome_variable,
@@ -46,10 +46,6 @@ PREDICTED = "#1f77b4"
 PRIOR = "#999999"
 BENEFIT = "#2ca02c"
 SITE_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
-
-
-class NotApplicable(Exception):  # noqa: N818 (a reason, not an error)
-    """A figure that does not apply to this model; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -386,7 +382,7 @@ def plot_ppc(result: FitResult, path: str | Path) -> str:
     if "posterior_predictive" not in tree.children or var not in tree["posterior_predictive"]:
         raise NotApplicable("the fit has no posterior predictive draws of the outcome")
     observed = tree["observed_data"][var]
-    what = _outcome_words(result, var)
+    what = get_model(result.model).describe_outcome(result)
     if observed.dtype.kind in "iub":
         draw_rootogram(tree, var, path, what=what, ci_prob=result.hdi_prob)
         return (
@@ -408,25 +404,6 @@ def plot_ppc(result: FitResult, path: str | Path) -> str:
         f"Distribution of {what}: observed (black) against replicated data sets from the "
         "fitted model."
     )
-
-
-def _outcome_words(result: FitResult, var: str) -> str:
-    """The outcome in words, for axis labels."""
-    if result.model == "progression":
-        return f"{score_name(result.spec)} score at a visit"
-    if result.model == "worsening":
-        return (
-            f"checked visit (after baseline) that first showed a confirmed "
-            f"{score_name(result.spec)} worsening (0 = none during follow-up)"
-        )
-    if result.model == "response":
-        observed = result.posterior["observed_data"][var].values
-        if np.nanmax(observed) <= 1:
-            if result.spec.section("outcome").get("partial", "failure") == "success":
-                return "rating of a treatment course (1 = good or partial, 0 = none)"
-            return "rating of a treatment course (1 = good response, 0 = partial or none)"
-        return "rating of a treatment course (0 = none, 1 = partial, 2 = good)"
-    return var
 
 
 # ----------------------------------------------------------------------------- forest
@@ -479,7 +456,7 @@ def plot_forest(result: FitResult, path: str | Path) -> str:
     axes = np.asarray(pc.viz["plot"].values).ravel()
     forest_ax = axes[-1]
     forest_ax.axvline(0.0, color=PRIOR, lw=1, ls="--")
-    unit_text = _unit_text(result, units)
+    unit_text = get_model(result.model).describe_units(result, units)
     forest_ax.set_xlabel(_wrap(unit_text, 70), fontsize=9)
     for ax in axes[:-1]:
         ax.set_xticks([])
@@ -494,21 +471,6 @@ def plot_forest(result: FitResult, path: str | Path) -> str:
         f"Posterior of each effect: mean (point), 50% (thick bar) and {_percent(hdi_prob)} "
         f"(thin bar) highest-density intervals; dashed line at 0 (no effect). {unit_text}."
     )
-
-
-def _unit_text(result: FitResult, units: list[str]) -> str:
-    if result.model == "progression":
-        score = score_name(result.spec)
-        return (
-            f"Units: [rate] rows change the progression rate, in latent {score} logit per "
-            f"year; [level] and [level step] rows shift the latent {score} level (logit). "
-            "Negative = less disability"
-        )
-    if result.model == "worsening":
-        return "Units: log hazard ratio of confirmed worsening (negative = fewer worsenings)"
-    if result.model == "response":
-        return "Units: log-odds of a good response (positive = more good responses)"
-    return "Units: " + "; ".join(units)
 
 
 # ----------------------------------------------------------------------------- headline
@@ -529,8 +491,7 @@ def plot_headline(result: FitResult, path: str | Path) -> str:
     str
         Caption.
     """
-    module = get_model_module(result.model)
-    spec = module.HEADLINE
+    spec = get_model(result.model).headline
     var = spec.contrast_var
     tree = result.posterior
     if var not in tree["posterior"].data_vars:
@@ -590,92 +551,6 @@ def plot_headline(result: FitResult, path: str | Path) -> str:
     )
 
 
-# ----------------------------------------------------------------------------- survival
-
-
-def plot_survival_curves(result: FitResult, path: str | Path) -> str:
-    """Survival curves by group from the model module's ``survival_curves`` draws.
-
-    Parameters
-    ----------
-    result : FitResult
-        A fit of a model whose module offers ``survival_curves(posterior, spec)``
-        returning draws with dims (chain, draw, group dims..., years).
-    path : str or pathlib.Path
-        PNG to write.
-
-    Returns
-    -------
-    str
-        Caption.
-    """
-    module = get_model_module(result.model)
-    if not hasattr(module, "survival_curves"):
-        raise NotApplicable(f"the {result.model} model has no hazard, so no survival curves")
-    curves = module.survival_curves(result.posterior, result.spec)
-    if hasattr(module, "plot_survival_curves"):
-        module.plot_survival_curves(curves, Path(path), result.hdi_prob, score_name(result.spec))
-    else:
-        _save(survival_figure(curves, result.hdi_prob, score_name(result.spec)), Path(path))
-    start = curves.attrs.get("rituximab_start_years")
-    start_text = f" started at {start:g} years since onset" if start is not None else ""
-    return (
-        "Probability of remaining free of confirmed worsening against years since onset, "
-        "for a reference patient (covariates at the cohort mean or reference category, a "
-        f"typical site), by early-sural status, without rituximab and with rituximab"
-        f"{start_text}: posterior mean (line) and {_percent(result.hdi_prob)} HDI (band)."
-    )
-
-
-def survival_figure(curves: xr.DataArray, hdi_prob: float, score: str = "INCAT") -> MplFigure:
-    """Draw survival-curve draws: one panel per value of the first group dimension.
-
-    Parameters
-    ----------
-    curves : xarray.DataArray
-        Dims (chain, draw, panel dim, [line dim], years), values in 0-1.
-    hdi_prob : float
-        Band probability.
-    score : str
-        Score name for the axis label.
-    """
-    extra = [d for d in curves.dims if d not in ("chain", "draw", "years")]
-    panel_dim = extra[0] if extra else None
-    line_dim = extra[1] if len(extra) > 1 else None
-    panels = list(curves[panel_dim].values) if panel_dim else [None]
-    fig = MplFigure(figsize=(5 * len(panels), 4.2), layout="constrained")
-    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
-    years = np.asarray(curves["years"].values, float)
-    start = curves.attrs.get("rituximab_start_years")
-    for ax, panel in zip(axes, panels, strict=True):
-        sub = curves.sel({panel_dim: panel}) if panel_dim else curves
-        lines = list(sub[line_dim].values) if line_dim else [None]
-        for k, line in enumerate(lines):
-            draws = sub.sel({line_dim: line}) if line_dim else sub
-            lo, hi = _hdi(draws, hdi_prob)
-            colour = (PRIOR, PREDICTED, "#d62728", BENEFIT)[k % 4]
-            label = f"{line_dim}: {line}" if line_dim else "posterior"
-            if line_dim == "rituximab":
-                label = "no rituximab" if line == "without" else "rituximab"
-                if line != "without" and start is not None:
-                    label += f" from {start:g} y"
-            ax.fill_between(years, lo, hi, color=colour, alpha=0.2, lw=0)
-            ax.plot(years, draws.mean(("chain", "draw")), color=colour, lw=1.5, label=label)
-        if start is not None:
-            ax.axvline(float(start), color=PREDICTED, ls=":", lw=1)
-        title = f"{panel_dim}: {panel}" if panel_dim else ""
-        if panel_dim == "sural_status":
-            title = f"early sural {panel}"
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("years since onset")
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel(f"probability free of confirmed {score} worsening")
-    axes[0].legend(fontsize=8, loc="lower left")
-    fig.suptitle(f"Survival curves; bands: {_percent(hdi_prob)} HDI", fontsize=10)
-    return fig
-
-
 # ----------------------------------------------------------------------------- rank
 
 
@@ -685,10 +560,10 @@ def rank_variables(result: FitResult, max_vars: int = 6) -> xr.Dataset:
     Vector variables contribute their worst element (highest R-hat), labelled
     ``name[coordinate]``.
     """
-    module = get_model_module(result.model)
+    headline = get_model(result.model).headline
     post = result.posterior["posterior"].to_dataset()
     diagnostics = result.diagnostics()
-    wanted = [module.HEADLINE.contrast_var, module.HEADLINE.main_var]
+    wanted = [headline.contrast_var, headline.main_var]
     for key in ("r_hat_max_variable", "ess_bulk_min_variable", "ess_tail_min_variable"):
         name = diagnostics.get(key)
         if name and name not in wanted:
@@ -759,15 +634,21 @@ def plot_rank(result: FitResult, path: str | Path) -> str:
 # ----------------------------------------------------------------------------- all
 
 
-#: Figures of a results folder, in report order: name, title, function.
-FIGURES: tuple[tuple[str, str, Callable[[FitResult, Path], str]], ...] = (
-    ("trajectories", "Disability trajectories", plot_trajectories),
-    ("ppc", "Posterior predictive check", plot_ppc),
-    ("forest", "Effects", plot_forest),
-    ("headline", "Headline contrast: prior and posterior", plot_headline),
-    ("survival_curves", "Survival curves", plot_survival_curves),
-    ("rank", "Rank plots (convergence)", plot_rank),
+#: Figures of every fit, in report order (each model's own come before the rank plots).
+FIGURES: tuple[ModelFigure, ...] = (
+    ModelFigure("trajectories", "Disability trajectories", plot_trajectories),
+    ModelFigure("ppc", "Posterior predictive check", plot_ppc),
+    ModelFigure("forest", "Effects", plot_forest),
+    ModelFigure("headline", "Headline contrast: prior and posterior", plot_headline),
 )
+
+#: The convergence figure, always last.
+RANK = ModelFigure("rank", "Rank plots (convergence)", plot_rank)
+
+
+def figures_of(result: FitResult) -> tuple[ModelFigure, ...]:
+    """The figures of a fit, in report order: the shared ones, the model's own, rank plots."""
+    return (*FIGURES, *get_model(result.model).figures, RANK)
 
 
 def draw_figures(
@@ -796,10 +677,11 @@ def draw_figures(
     out.mkdir(parents=True, exist_ok=True)
     drawn: list[DrawnFigure] = []
     skipped: list[SkippedFigure] = []
-    for name, title, function in FIGURES:
+    for figure in figures_of(result):
+        name, title = figure.name, figure.title
         path = out / f"{name}.png"
         try:
-            caption = function(result, path)
+            caption = figure.draw(result, path)
         except NotApplicable as reason:
             skipped.append(SkippedFigure(name, title, f"does not apply: {reason}"))
             continue

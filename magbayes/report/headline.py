@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import arviz as az
 import xarray as xr
 
-from magbayes.models import get_model_module
+from magbayes.models import get_model
 
 if TYPE_CHECKING:
     from magbayes.fit import FitResult
@@ -43,14 +43,13 @@ def headline_for(result: FitResult) -> dict[str, Any]:
     sural-reduced patients" (negative for progression and worsening, positive for
     response).
     """
-    module = get_model_module(result.model)
-    spec_headline = module.HEADLINE
+    spec_headline = get_model(result.model).headline
     posterior = result.posterior["posterior"].to_dataset()
     sign = spec_headline.benefit_sign
     contrast = posterior[spec_headline.contrast_var]
     p, mcse = probability_with_mcse(sign * contrast > 0)
     hdi = az.hdi(contrast, prob=result.hdi_prob)
-    groups = module.group_benefit(posterior, None)
+    groups = spec_headline.group_benefit(posterior)
     p_reduced, mcse_reduced = probability_with_mcse(sign * groups["sural_reduced"] > 0)
     p_preserved, mcse_preserved = probability_with_mcse(sign * groups["sural_preserved"] > 0)
     score = result.spec.section("outcome").get("score", "")

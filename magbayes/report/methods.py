@@ -14,8 +14,7 @@ import re
 import textwrap
 from typing import TYPE_CHECKING, Any
 
-from magbayes.models import get_model_module
-from magbayes.report.labels import score_name
+from magbayes.models import get_model
 from magbayes.report.render import BulletList, Code, Math, Paragraph
 
 if TYPE_CHECKING:
@@ -109,45 +108,13 @@ def docstring_blocks(doc: str | None) -> list:
 
 
 def model_blocks(result: FitResult) -> list:
-    """The model in words (the spec's description) and equations (the module docstring)."""
+    """The model in words (the spec's description) and equations (its definition's)."""
     blocks: list = []
     description = result.spec.get("description")
     if isinstance(description, str) and description.strip():
         blocks.append(Paragraph(" ".join(description.split())))
-    module = get_model_module(result.model)
-    blocks.extend(docstring_blocks(module.__doc__))
+    blocks.extend(docstring_blocks(get_model(result.model).equations))
     return blocks
-
-
-#: One sentence per model saying what was modelled.
-_WHAT: dict[str, str] = {
-    "progression": (
-        "Disability ({score}) over years since symptom onset was modelled with a Bayesian "
-        "hierarchical {likelihood} regression in which each patient has a baseline level "
-        "and a progression rate (correlated, partially pooled towards their site), and each "
-        "treatment course changes the progression rate from its start; rituximab's change "
-        "in rate was allowed to differ with early sural reduction."
-    ),
-    "worsening": (
-        "Time from the baseline visit to confirmed {score} worsening (at least {change} "
-        "point(s) above baseline, confirmed at the next visit) was modelled with a Bayesian "
-        "proportional-hazards model with interval censoring, site frailties and "
-        "time-varying treatment exposure; rituximab's hazard ratio was allowed to differ "
-        "with early sural reduction."
-    ),
-    "response": (
-        "The clinician's rating of each treatment course was modelled with a Bayesian "
-        "hierarchical {likelihood} regression with patient and site effects; rituximab's "
-        "effect on the odds of a good response was allowed to differ with early sural "
-        "reduction."
-    ),
-}
-
-_LIKELIHOOD_WORDS = {
-    "ordered_logistic": "ordinal (ordered-logistic)",
-    "beta": "Beta",
-    "logistic": "logistic",
-}
 
 
 def methods_paragraph(result: FitResult) -> str:
@@ -161,21 +128,12 @@ def methods_paragraph(result: FitResult) -> str:
     sampler = result.spec.section("sampler")
     diagnostics = result.diagnostics()
     cohort = result.cohort_summary
-    outcome = result.spec.section("outcome")
-    module = get_model_module(result.model)
-    headline = module.HEADLINE
+    definition = get_model(result.model)
+    headline = definition.headline
     sural = result.spec.section("early_sural")
     prob = round(100 * result.hdi_prob)
-    likelihood = str(result.design_counts.get("likelihood", outcome.get("likelihood", "")))
-    what = _WHAT.get(
-        result.model, "The data were analysed with the {model} model of magbayes."
-    ).format(
-        score=score_name(result.spec),
-        likelihood=_LIKELIHOOD_WORDS.get(likelihood, likelihood),
-        change=outcome.get("change", 1),
-        model=result.model,
-    )
-    missing = sural.get("missing", "marginalise")
+    what = definition.describe_methods(result)
+    missing = sural["missing"]
     missing_text = (
         "patients whose status was unknown were kept, their status being summed out of the "
         "likelihood with a prevalence estimated from the patients with a known status"
@@ -234,7 +192,7 @@ def _entered(result: FitResult) -> str:
 
 def sign_convention(result: FitResult) -> str:
     """How to read the sign of the headline contrast, in one sentence."""
-    headline = get_model_module(result.model).HEADLINE
+    headline = get_model(result.model).headline
     if headline.benefit_sign < 0:
         side = "negative"
     else:
@@ -249,7 +207,7 @@ def sign_convention(result: FitResult) -> str:
 
 def _doublings(result: FitResult) -> str:
     """The extra trajectory doublings of nutpie, when the fit used any."""
-    extra = int(result.spec.section("sampler").get("extra_doublings", 0))
+    extra = int(result.spec.section("sampler")["extra_doublings"])
     if result.sampler != "nutpie" or extra <= 0:
         return ""
     return f", {extra} extra trajectory doubling{'s' if extra > 1 else ''} after each U-turn"

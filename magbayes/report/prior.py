@@ -7,8 +7,9 @@ folder:
 ``figures/prior_trajectories.png``
     (models of a score over time) the score over 0-12 years since onset implied by the
     priors, for every patient of the cohort seen once every half year;
-``figures/prior_survival_curves.png``
-    (models with a hazard) survival curves drawn from the prior;
+``figures/NAME.png``
+    the model's own prior figures (its definition's ``prior_figures``: the worsening
+    model's survival curves drawn from the prior);
 ``figures/prior_predictive.png``
     (other models) the prior predictive distribution of the outcome beside the observed;
 ``prior_summary.csv``
@@ -22,9 +23,6 @@ folder:
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,23 +33,20 @@ import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure as MplFigure
 
+from magbayes.atomic import atomic_folder, write_json
 from magbayes.cohort.tables import SCORES
-from magbayes.models import get_model_module
+from magbayes.models import get_model
 from magbayes.report.figures import (
     DPI,
     OBSERVED,
     PREDICTED,
     PRIOR,
     draw_rootogram,
-    survival_figure,
 )
 from magbayes.report.labels import outcome_variable, score_axis_label, score_name
 
 if TYPE_CHECKING:
     from magbayes.fit import PriorSample
-
-#: Models whose outcome is a score at each visit: their prior is drawn on a grid of years.
-TRAJECTORY_MODELS = ("progression",)
 
 #: Horizon and spacing of the grid of visits (years since onset).
 HORIZON_YEARS = 12.0
@@ -61,19 +56,18 @@ STEP_YEARS = 0.5
 def prior_visit_years(model: str) -> np.ndarray | None:
     """Years since onset at which to draw a model's prior predictive (``None``: own visits).
 
-    A score-over-time model is drawn at 0, 0.5, ..., 12 years for every patient, so the
-    figure shows what the priors say about the whole follow-up.
+    A model with a trajectory (a score at each visit, its definition's ``has_trajectory``)
+    is drawn at 0, 0.5, ..., 12 years for every patient, so the figure shows what the
+    priors say about the whole follow-up.
     """
-    if model in TRAJECTORY_MODELS:
+    if get_model(model).has_trajectory:
         return np.arange(0.0, HORIZON_YEARS + STEP_YEARS / 2, STEP_YEARS)
     return None
 
 
 def prior_summary(sample: PriorSample) -> pd.DataFrame:
     """Mean, sd and HDI of each population-level parameter under the prior (ArviZ)."""
-    module = get_model_module(sample.model)
-    present = list(sample.tree["prior"].data_vars)
-    names = [v for v in getattr(module, "SUMMARY_VARS", present) if v in present]
+    names = get_model(sample.model).present_summary_vars(sample.tree["prior"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = az.summary(
@@ -241,18 +235,6 @@ def plot_prior_trajectories(sample: PriorSample, path: str | Path, n_lines: int 
     )
 
 
-def plot_prior_survival(sample: PriorSample, path: str | Path) -> str:
-    """Survival curves drawn from the prior of a model with a hazard."""
-    module = get_model_module(sample.model)
-    curves = module.survival_curves(sample.tree["prior"].to_dataset(), sample.spec)
-    fig = survival_figure(curves, sample.hdi_prob, score_name(_score(sample)))
-    fig.suptitle("Survival curves implied by the priors (before seeing the data)", fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    return "Survival curves drawn from the prior: mean and HDI band by group."
-
-
 def plot_prior_predictive(sample: PriorSample, path: str | Path) -> str:
     """Prior predictive distribution of the outcome beside the observed one (rootogram)."""
     tree = sample.tree
@@ -284,21 +266,10 @@ def write_prior_check(sample: PriorSample, folder: str | Path) -> list[Path]:
     list of pathlib.Path
         The files written (final paths).
     """
-    from magbayes.fit import _jsonable, _replace_folder
-
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         written = _write_prior_files(sample, tmp)
-        (tmp / "manifest.json").write_text(
-            json.dumps(_jsonable(sample.manifest()), indent=2) + "\n", encoding="utf-8"
-        )
-        written.append(tmp / "manifest.json")
-        _replace_folder(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        written.append(write_json(tmp / "manifest.json", sample.manifest()))
     return [folder / p.relative_to(tmp) for p in written]
 
 
@@ -308,16 +279,15 @@ def _write_prior_files(sample: PriorSample, out: Path) -> list[Path]:
     written = []
     prior_summary(sample).to_csv(out / "prior_summary.csv", index_label="parameter")
     written.append(out / "prior_summary.csv")
-    module = get_model_module(sample.model)
     var = outcome_variable(sample.model, sample.tree)
     per_visit = "visit" in sample.tree["prior_predictive"][var].dims
     if per_visit and "years_since_onset" in sample.tree["constant_data"].data_vars:
         trajectory_table(sample).to_csv(out / "prior_trajectories.csv", index=False)
         plot_prior_trajectories(sample, figures / "prior_trajectories.png")
         written += [out / "prior_trajectories.csv", figures / "prior_trajectories.png"]
-    elif hasattr(module, "survival_curves"):
-        plot_prior_survival(sample, figures / "prior_survival_curves.png")
-        written.append(figures / "prior_survival_curves.png")
+    for figure in get_model(sample.model).prior_figures:
+        figure.draw(sample, figures / f"{figure.name}.png")
+        written.append(figures / f"{figure.name}.png")
     if "observed_data" in sample.tree.children and not per_visit:
         plot_prior_predictive(sample, figures / "prior_predictive.png")
         written.append(figures / "prior_predictive.png")

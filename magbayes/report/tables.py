@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from magbayes.report.labels import PARAMETER_MEANINGS, effects, score_name
+from magbayes.models import get_model
+from magbayes.report.labels import effects, score_name
 from magbayes.spec import resolve_spec_path
 
 if TYPE_CHECKING:
@@ -169,6 +170,7 @@ def effects_table(result: FitResult) -> pd.DataFrame:
     R-hat.
     """
     summary = result.summary()
+    meanings = get_model(result.model).meanings
     readable = {}
     for effect in effects(result):
         key = effect.variable
@@ -183,8 +185,7 @@ def effects_table(result: FitResult) -> pd.DataFrame:
         rows.append(
             {
                 "parameter": f"`{name}`",
-                "meaning": readable.get(str(name))
-                or PARAMETER_MEANINGS.get(str(name).split("[")[0], ""),
+                "meaning": readable.get(str(name)) or meanings.get(str(name).split("[")[0], ""),
                 "mean": fmt(row.get("mean")),
                 "sd": fmt(row.get("sd")),
                 f"{prob}% HDI": f"[{fmt(row.get(low))}, {fmt(row.get(high))}]" if low else "",

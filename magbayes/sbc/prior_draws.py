@@ -33,6 +33,7 @@ from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.tensor.random.type import RandomGeneratorType
 from pytensor.tensor.variable import TensorConstant
 
+from magbayes.models.base import ModelDefinition
 from magbayes.spec import Spec
 
 #: Prefix of the shared variables that hold the observed data of a fit.
@@ -182,11 +183,15 @@ def parameter_elements(model: pm.Model, names: list[str]) -> list[ParameterEleme
     return elements
 
 
-def default_parameters(model: pm.Model, module: Any = None) -> list[str]:
-    """Population-level parameters to rank (:func:`magbayes.models.population_parameters`)."""
-    from magbayes.models import population_parameters
+def default_parameters(model: pm.Model, definition: ModelDefinition | None = None) -> list[str]:
+    """Population-level parameters to rank.
 
-    return population_parameters(model, module)
+    The definition's (:meth:`~magbayes.models.base.ModelDefinition.population_parameters`);
+    without one, every free random variable with at most one dimension.
+    """
+    if definition is not None:
+        return definition.population_parameters(model)
+    return [v.name for v in model.free_RVs if v.ndim <= 1]
 
 
 class SBCProblem:
@@ -454,15 +459,14 @@ class ModelStructure:
     def build(self) -> SBCProblem:
         """Build the design and the model (nothing is compiled yet)."""
         from magbayes.fit import prepare
-        from magbayes.models import get_model_module
+        from magbayes.models import get_model
         from magbayes.sampler import nutpie_options
 
         _, design, model = prepare(self.cohort(), self.spec)
-        module = get_model_module(self.model)
         parameters = list(self.parameters) if self.parameters else None
         return SBCProblem(
             model,
-            parameters=parameters or default_parameters(model, module),
+            parameters=parameters or default_parameters(model, get_model(self.model)),
             name=self.model,
             counts=design.counts,
             sampler_options=nutpie_options(self.spec.section("sampler")),

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from magbayes.atomic import write_csv, write_json
 from magbayes.sbc.prior_draws import ModelStructure, SBCProblem
 from magbayes.sbc.ranks import fit_ranks
 
@@ -340,9 +341,7 @@ def _clean_orphans(out: Path) -> None:
     raw = pd.read_csv(path, keep_default_na=False, na_values=[""])
     kept = read_ranks(out)
     if len(kept) != len(raw):
-        tmp = path.with_suffix(".csv.tmp")
-        kept.reindex(columns=RANK_COLUMNS).to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        write_csv(path, kept.reindex(columns=RANK_COLUMNS), index=False)
 
 
 def completed_fits(out: str | Path) -> set[int]:
@@ -381,9 +380,7 @@ def _check_run_file(out: Path, structure: Any, settings: SBCSettings, counts: di
     from magbayes import __version__
 
     description["magbayes_version"] = __version__
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(description, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_json(path, description)
 
 
 def _plain(value: Any) -> Any:
@@ -554,9 +551,7 @@ def summarise(
     ranks = read_ranks(out)
     ranks = ranks[ranks["fit"] < settings.fits].reset_index(drop=True)
     table = uniformity_table(ranks)
-    tmp = out / (UNIFORMITY_FILE + ".tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, out / UNIFORMITY_FILE)
+    write_csv(out / UNIFORMITY_FILE, table, index=False)
     if figures and len(table):
         ok = ranks[ranks["status"] == "ok"]
         for _, row in table.iterrows():

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from magbayes.atomic import atomic_folder, write_text
 
 #: Decimals written per numeric column (0 = integer); other columns are text.
 DECIMALS: dict[str, int] = {
@@ -131,30 +131,7 @@ def write_folder(folder: str | os.PathLike, files: dict[str, str], overwrite: bo
         raise FileExistsError(f"{target} exists and is not a folder")
     if target.is_dir() and any(target.iterdir()) and not overwrite:
         raise FileExistsError(f"{target} is not empty (use --force / overwrite=True to replace it)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        os.chmod(staging, 0o755)
+    with atomic_folder(target) as staging:
         for name, text in files.items():
-            with open(staging / name, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-        if target.exists():
-            retired = Path(
-                tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent)
-            )
-            os.rmdir(retired)
-            os.rename(target, retired)
-            try:
-                os.rename(staging, target)
-            except OSError:
-                os.rename(retired, target)
-                raise
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.rename(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            write_text(staging / name, text)
     return target

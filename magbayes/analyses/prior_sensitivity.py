@@ -16,12 +16,13 @@ Power-scaling (:func:`power_scaling`, :func:`plot_power_scaling`)
     group (:func:`pymc.compute_log_likelihood`). A prior sensitivity above 0.05 flags an
     informative prior; a likelihood sensitivity below 0.05 a weak likelihood.
 
-Neither depends on the model: they read the model module's ``HEADLINE``.
+Neither depends on the model: they read the model definition's ``headline``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +31,11 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
+from magbayes.atomic import write_csv
 from magbayes.cohort.tables import Cohort
 from magbayes.errors import SpecError
-from magbayes.models import get_model_module
+from magbayes.models import get_model
+from magbayes.result import PRIOR_SENSITIVITY_FILE
 from magbayes.spec import Spec
 
 #: A function fitting a spec to a cohort: ``fitter(cohort, spec, draws=, tune=, chains=,
@@ -207,8 +210,8 @@ def power_scaling(
     var_names : list of str, optional
         Posterior variables to assess (default: the headline's contrast and main effect).
     model_name : str, optional
-        Model module name, for the headline's variables (default: from ``tree`` attributes,
-        else ``"response"``).
+        Model name, for the headline's variables (default: the tree's ``magbayes_model``
+        attribute).
 
     Returns
     -------
@@ -219,8 +222,7 @@ def power_scaling(
         joint prior and the likelihood).
     """
     if var_names is None:
-        name = model_name or tree.attrs.get("magbayes_model", "response")
-        headline = get_model_module(name).HEADLINE
+        headline = get_model(_model_name(tree, model_name)).headline
         var_names = [headline.contrast_var, headline.main_var]
     tree = with_log_densities(tree, model)
     table = az.psense_summary(tree, var_names=var_names)
@@ -233,6 +235,14 @@ def power_scaling(
             own.append(float("nan"))
     table.insert(1, "prior_own", own)
     return table
+
+
+def _model_name(tree: xr.DataTree, model_name: str | None) -> str:
+    """The model whose headline variables to assess: given, or saved in the tree."""
+    name = model_name or tree.attrs.get("magbayes_model")
+    if not name:
+        raise SpecError("name the model (model_name=...): the DataTree does not say which it is")
+    return str(name)
 
 
 def plot_power_scaling(
@@ -256,15 +266,14 @@ def plot_power_scaling(
     var_names : list of str, optional
         Variables to show (default: the headline's contrast).
     model_name : str, optional
-        Model module name (default from the tree's attributes, else ``"response"``).
+        Model name (default: the tree's ``magbayes_model`` attribute).
 
     Returns
     -------
     pathlib.Path
     """
     if var_names is None:
-        name = model_name or tree.attrs.get("magbayes_model", "response")
-        var_names = [get_model_module(name).HEADLINE.contrast_var]
+        var_names = [get_model(_model_name(tree, model_name)).headline.contrast_var]
     tree = with_log_densities(tree, model)
     plot = az.plot_psense_dist(tree, var_names=var_names)
     path = Path(path)
@@ -280,12 +289,13 @@ def write_prior_sensitivity(
     *,
     fitter: Fitter | None = None,
 ) -> pd.DataFrame | None:
-    """Refit under the spec's prior alternatives and add the table to a results folder.
+    """Refit under the spec's prior alternatives and write the table into a results folder.
 
-    Writes ``prior_sensitivity.csv`` beside the fit (the default prior refitted with the
-    same settings, then each alternative) and rewrites the report so it shows the table; ``magbayes
-    report`` later reads the saved table and never refits. Does nothing when the spec has
-    no ``[priors.sensitivity]``.
+    Writes ``prior_sensitivity.csv`` (the default prior refitted with the same settings,
+    then each alternative), which the report shows; ``magbayes report`` later reads the
+    saved table and never refits. Does nothing when the spec has no
+    ``[priors.sensitivity]``. :meth:`FitResult.save` runs it before the report, through
+    :class:`PriorSensitivityWriter`, so the folder is written once.
 
     Parameters
     ----------
@@ -294,7 +304,7 @@ def write_prior_sensitivity(
     cohort : Cohort
         The cohort it was fitted to.
     folder : str or pathlib.Path
-        Its saved results folder.
+        The results folder being written.
     fitter : callable, optional
         Fitting function (default :func:`magbayes.fit.fit`).
 
@@ -303,22 +313,48 @@ def write_prior_sensitivity(
     pandas.DataFrame or None
         The table, or ``None`` when there is nothing to refit.
     """
-    from magbayes.report import write_report
-    from magbayes.report.document import PRIOR_SENSITIVITY_FILE
-
     if not prior_alternatives(result.spec):
         return None
     posterior = result.posterior["posterior"]
     settings = {
         "draws": int(posterior.sizes["draw"]),
-        "tune": int(result.spec.section("sampler").get("tune", 1000)),
+        "tune": int(result.spec.section("sampler")["tune"]),
         "chains": int(posterior.sizes["chain"]),
         "seed": result.seed,
     }
     table = refit_priors(cohort, result.spec, fitter=fitter, **settings)
-    folder = Path(folder)
-    tmp = folder / f".{PRIOR_SENSITIVITY_FILE}.tmp"
-    table.to_csv(tmp, index=False)
-    tmp.replace(folder / PRIOR_SENSITIVITY_FILE)
-    write_report(result, folder)
+    write_csv(Path(folder) / PRIOR_SENSITIVITY_FILE, table, index=False)
     return table
+
+
+@dataclass
+class PriorSensitivityWriter:
+    """Writes the prior-sensitivity table into a results folder as it is saved.
+
+    Pass it to :meth:`FitResult.save` (``extra=[writer]``); afterwards ``table`` holds
+    what was written (``None`` when the spec has no alternatives).
+
+    Attributes
+    ----------
+    cohort : Cohort
+        The cohort the fit was made on.
+    fitter : callable, optional
+        Fitting function (default :func:`magbayes.fit.fit`).
+    table : pandas.DataFrame or None
+        The table written.
+    """
+
+    cohort: Cohort
+    fitter: Fitter | None = None
+    table: pd.DataFrame | None = None
+
+    def __call__(self, result: FitResult, folder: Path) -> None:
+        """Refit and write ``prior_sensitivity.csv`` into ``folder``."""
+        self.table = write_prior_sensitivity(result, self.cohort, folder, fitter=self.fitter)
+
+
+def prior_sensitivity_writer(
+    cohort: Cohort, fitter: Fitter | None = None
+) -> PriorSensitivityWriter:
+    """A :class:`PriorSensitivityWriter` for fits of ``cohort``."""
+    return PriorSensitivityWriter(cohort, fitter)

@@ -1,6 +1,6 @@
-"""One cohort, three models, one question: does early sural reduction predict benefit.
+"""One cohort, every shipped model, one question: does early sural reduction predict benefit.
 
-:func:`answer` fits the progression, worsening and response models to the same cohort,
+:func:`answer` fits the shipped models (progression, worsening, response) to the same cohort,
 saves each results folder, and writes ``answer.json`` and a one-page ``answer.md`` with,
 for each model, the headline probability with its MCSE, the contrast with its interval and
 scale, the convergence verdict and a sentence a clinician can quote. Where the models
@@ -9,23 +9,15 @@ disagree, the page says so; it never averages them.
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from magbayes.analyses.prior_sensitivity import prior_sensitivity_writer
+from magbayes.atomic import atomic_folder, jsonable, write_json, write_text
 from magbayes.cohort.tables import Cohort
-from magbayes.fit import FitResult, _jsonable, _replace_folder, fit
-from magbayes.models.prior_sensitivity import write_prior_sensitivity
+from magbayes.fit import FitResult, fit
+from magbayes.models import SHIPPED, get_model
 from magbayes.provenance import cohort_digest
-
-#: The three models, in the order the page lists them, with what "benefit" means in each.
-MODELS: dict[str, str] = {
-    "progression": "slowing of disability progression",
-    "worsening": "reduction in the hazard of confirmed disability worsening",
-    "response": "chance of a good response as rated by the clinician",
-}
 
 #: A probability at or above this supports the hypothesis; at or below 1 - this, it
 #: speaks against it; in between the model is inconclusive.
@@ -46,7 +38,7 @@ def sentence(model: str, headline: dict[str, Any]) -> str:
     p = headline["p_sural_predicts_rituximab_benefit"]
     return (
         f"Given this cohort and the {model} model, the probability that early sural "
-        f"reduction predicts a larger {MODELS[model]} with rituximab is {p:.2f} "
+        f"reduction predicts a larger {get_model(model).benefit_words} with rituximab is {p:.2f} "
         f"(Monte Carlo standard error {headline['mcse']:.2f})."
     )
 
@@ -85,7 +77,7 @@ def answer(
     draws: int | None = None,
     tune: int | None = None,
     chains: int | None = None,
-    models: tuple[str, ...] = tuple(MODELS),
+    models: tuple[str, ...] = tuple(SHIPPED),
     command: str = "",
     progress: bool | None = None,
 ) -> dict[str, Any]:
@@ -100,7 +92,7 @@ def answer(
     seed, draws, tune, chains : int, optional
         Sampler settings for every model (each spec's defaults otherwise).
     models : tuple of str
-        Which models to fit (default all three).
+        Which models to fit (default every shipped one).
     command : str
         Command line recorded in each manifest.
     progress : bool, optional
@@ -112,9 +104,7 @@ def answer(
         The content of ``answer.json``.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         entries: dict[str, dict[str, Any]] = {}
         for name in models:
             result = fit(
@@ -127,27 +117,23 @@ def answer(
                 command=command,
                 progress=progress,
             )
-            result.save(tmp / name)
+            sensitivity = prior_sensitivity_writer(cohort)
+            result.save(tmp / name, extra=[sensitivity])
             entries[name] = _entry(name, result)
-            sensitivity = write_prior_sensitivity(result, cohort, tmp / name)
-            if sensitivity is not None:
-                entries[name]["prior_sensitivity"] = sensitivity.to_dict(orient="records")
+            if sensitivity.table is not None:
+                entries[name]["prior_sensitivity"] = sensitivity.table.to_dict(orient="records")
         payload = {
             "question": (
                 "Does early reduction of the sural sensory response predict benefit from rituximab?"
             ),
-            "cohort": _jsonable(cohort.summary()),
+            "cohort": jsonable(cohort.summary()),
             "data_sha256": cohort_digest(cohort),
             "models": entries,
             "agreement": agreement(entries),
             "all_converged": all(e["diagnostics"]["passed"] for e in entries.values()),
         }
-        (tmp / "answer.json").write_text(json.dumps(_jsonable(payload), indent=2) + "\n")
-        (tmp / "answer.md").write_text(answer_markdown(payload))
-        _replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_json(tmp / "answer.json", payload)
+        write_text(tmp / "answer.md", answer_markdown(payload))
     return payload
 
 

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
-import os
 import sys
 import textwrap
 import time
@@ -40,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from magbayes.atomic import write_json, write_text
 from magbayes.cohort.tables import Cohort
 from magbayes.errors import SpecError
 from magbayes.provenance import cohort_digest
@@ -283,23 +282,21 @@ def fit_point(
     dict
         A row of ``sensitivity.csv`` (see :data:`COLUMNS`).
     """
-    from magbayes.fit import FitResult, prepare, starting_values
-    from magbayes.sampler import sample_posterior
+    from magbayes.fit import FitResult, prepare, sample
 
     row: dict[str, Any] = {c: np.nan for c in COLUMNS} | asdict(point)
     row.update(status="ok", error="")
     started = time.perf_counter()
     try:
         row.update(sural_counts(cohort, point))
-        point_spec = spec_for_point(spec, point)
+        # one core per grid point: the points themselves run in parallel
+        settings = {"draws": draws, "tune": tune, "chains": chains, "cores": 1}
+        settings |= {"seed": seed, "target_accept": target_accept}
+        point_spec = spec_for_point(spec, point).with_overrides({"sampler": settings})
         point_cohort, design, model = prepare(cohort, point_spec)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            # one core per grid point: the points themselves run in parallel
-            settings = {"draws": draws, "tune": tune, "chains": chains, "cores": 1}
-            settings |= {"seed": seed, "target_accept": target_accept}
-            start = starting_values(point_spec, design)
-            tree = sample_posterior(model, settings, sampler, start=start)
+            tree = sample(model, design, point_spec, sampler=sampler, progress=False)
         seconds = time.perf_counter() - started
         result = FitResult(
             posterior=tree,
@@ -443,14 +440,14 @@ def run_sensitivity(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / TABLE_FILE, table.to_csv(index=False))
+    write_text(out / TABLE_FILE, table.to_csv(index=False))
     plot_sensitivity(table, out / FIGURE_FILE, spec=spec, contrast_scale=scale)
-    from magbayes.models import get_model_module
+    from magbayes.models import get_model
 
     manifest = {
         "command": command,
         "model": spec.model,
-        "question": get_model_module(spec.model).HEADLINE.question,
+        "question": get_model(spec.model).headline.question,
         "grid": "full" if full else "one at a time",
         "grid_values": grid_values(spec),
         "prior_scale_keys": prior_scale_keys(spec),
@@ -461,14 +458,8 @@ def run_sensitivity(
         "wall_seconds": time.perf_counter() - started,
         "versions": package_versions(),
     }
-    _write_atomic(out / RUN_FILE, json.dumps(manifest, indent=2, default=str) + "\n")
+    write_json(out / RUN_FILE, manifest)
     return table
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def plot_sensitivity(
@@ -566,9 +557,9 @@ def plot_sensitivity(
             ax.axhline(yi, color="0.95", lw=0.5, zorder=0)
     title = "Sensitivity of the headline to the early-sural definition and the priors"
     if spec is not None:
-        from magbayes.models import get_model_module
+        from magbayes.models import get_model
 
-        question = get_model_module(spec.model).HEADLINE.question
+        question = get_model(spec.model).headline.question
         title = f"{spec.model}: {question}\n{title}"
     fig.suptitle(title + "  (hollow: convergence checks failed)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 0.93, 1))
