@@ -25,11 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the fit and write its report."""
-    from magbayes.fit import load_fit
-    from magbayes.report import write_report
+    from magbayes.report import rewrite_report
 
-    result = load_fit(args.results)
-    files = write_report(result, args.results)
+    files = rewrite_report(args.results)
     print(f"report written to {files.markdown} and {files.html}")
     for figure in files.figures:
         print(f"  figures/{figure.path.name}")
