@@ -35,11 +35,12 @@ rituximab log hazard ratio is :math:`\beta_{\mathrm{rtx}} +
 \beta_{\mathrm{rtx}\times\mathrm{sural}}\,\mathrm{sural}_i`; a negative value means fewer
 worsenings, so the headline is :math:`P(\beta_{\mathrm{rtx}\times\mathrm{sural}} < 0)`.
 
-The likelihood pieces are those of the survival core :mod:`magbayes.models.survival`
-(:func:`~magbayes.models.survival.visit_interval_arrays`,
-:func:`~magbayes.models.survival.interval_hazards`,
-:func:`~magbayes.models.survival.visit_interval_log_likelihood`,
-:func:`~magbayes.models.survival.draw_visit_interval`).
+The likelihood is that of the survival core :mod:`magbayes.models.survival`
+(:func:`~magbayes.models.survival.data.visit_interval_arrays`,
+:func:`~magbayes.models.survival.likelihood.interval_hazards`,
+:func:`~magbayes.models.survival.likelihood.visit_interval_log_likelihood`,
+:func:`~magbayes.models.survival.likelihood.draw_visit_interval`), the one that
+``tests/test_survival_core.py`` checks against lifelines on real data.
 """
 
 from __future__ import annotations
@@ -705,23 +706,16 @@ def _prior(spec: Spec, key: str) -> float:
 
 
 def _baseline(spec: Spec, kind: str) -> survival.PiecewiseBaseline | survival.WeibullBaseline:
-    priors = spec.section("priors")
-    if kind == "piecewise":
-        mean = float(priors.get("baseline_log_hazard_mean", -2.3))
-        log_h = pm.Normal(
-            "baseline_log_hazard",
-            mu=mean,
-            sigma=_prior(spec, "baseline_log_hazard_sd"),
-            dims="hazard_piece",
-        )
-        return survival.PiecewiseBaseline(log_h)
-    shape = pm.LogNormal("weibull_shape", mu=0.0, sigma=_prior(spec, "weibull_shape_sd"))
-    log_scale = pm.Normal(
-        "weibull_log_scale",
-        mu=float(priors.get("weibull_log_scale_mean", 2.3)),
-        sigma=_prior(spec, "weibull_log_scale_sd"),
+    """The baseline hazard of ``[baseline_hazard] kind`` with the spec's priors."""
+    priors = {**DEFAULTS["priors"], **spec.section("priors")}
+    return survival.baseline_from_priors(
+        kind,
+        log_hazard_mean=float(priors["baseline_log_hazard_mean"]),
+        log_hazard_sd=_prior(spec, "baseline_log_hazard_sd"),
+        shape_sd=_prior(spec, "weibull_shape_sd"),
+        log_scale_mean=float(priors["weibull_log_scale_mean"]),
+        log_scale_sd=_prior(spec, "weibull_log_scale_sd"),
     )
-    return survival.WeibullBaseline(shape, log_scale)
 
 
 def _centred_frailty(design: Design, spec: Spec) -> bool:
