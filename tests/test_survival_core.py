@@ -31,7 +31,7 @@ def _frame() -> pd.DataFrame:
     )
 
 
-def test_split_at_grid_lower_bound_and_upper_bound():
+def test_split_at_grid_and_upper_bound():
     data = sv.counting_process_arrays(
         _frame(), event_type_col="event_type", covariates=["x"], grid=[0, 2, 4, np.inf]
     )
@@ -46,7 +46,6 @@ def test_split_at_grid_lower_bound_and_upper_bound():
             "a": data.segment_start,
             "b": data.segment_stop,
             "piece": data.segment_piece,
-            "after": data.segment_after_lower,
             "x": data.segment_covariates[:, 0],
         }
     )
@@ -57,13 +56,47 @@ def test_split_at_grid_lower_bound_and_upper_bound():
     assert list(zip(b.a, b.b, strict=True)) == [(0.5, 2.0), (2.0, 4.0), (4.0, 4.5)]
     assert b.piece.tolist() == [0, 1, 2]
     c = segs[segs.s == 2]
-    # cut at lower (1.0), the grid (2.0), the covariate change (2.5), stop at upper (3.0)
-    assert list(zip(c.a, c.b, strict=True)) == [(0.0, 1.0), (1.0, 2.0), (2.0, 2.5), (2.5, 3.0)]
-    assert c.after.tolist() == [False, True, True, True]
-    assert not a.after.any() and not b.after.any()
-    assert data.event_segment[0] == a.index[-1] and data.event_segment[1:].tolist() == [-1, -1]
+    # cut at the grid (2.0) and the covariate change (2.5), stop at upper (3.0)
+    assert list(zip(c.a, c.b, strict=True)) == [(0.0, 2.0), (2.0, 2.5), (2.5, 3.0)]
     assert data.counts["rows_after_end_of_follow_up_dropped"] == 0
     assert data.piece_labels == ["0-2 y", "2-4 y", "4+ y"]
+
+
+def test_counting_process_outcome_as_visit_intervals():
+    """Visits: entry, an interval's lower bound, the end; the value is the last interval."""
+    data = sv.counting_process_arrays(
+        _frame(), event_type_col="event_type", covariates=["x"], grid=[0, 2, 4, np.inf]
+    )
+    intervals, value, segment_of = sv.visit_intervals_of(data)
+    assert intervals.subject_ids == data.subject_ids
+    np.testing.assert_array_equal(
+        intervals.visit_times, [[0.0, 3.0, np.nan], [0.5, 4.5, np.nan], [0.0, 1.0, 3.0]]
+    )
+    assert value.tolist() == [1, 0, 2] and value.dtype == np.int64
+    c = intervals.segment_subject == 2
+    # c's first segment (0, 2] is cut at its lower bound 1.0, the visit that opens (1, 3]
+    assert list(zip(intervals.segment_start[c], intervals.segment_stop[c], strict=True)) == [
+        (0.0, 1.0),
+        (1.0, 2.0),
+        (2.0, 2.5),
+        (2.5, 3.0),
+    ]
+    assert intervals.segment_interval[c].tolist() == [0, 1, 1, 1]
+    np.testing.assert_array_equal(intervals.segment_covariates, data.segment_covariates[segment_of])
+    np.testing.assert_array_equal(intervals.segment_piece, data.segment_piece[segment_of])
+    # an interval from entry is one visit interval (left-censored)
+    frame = _frame()
+    frame.loc[3:, "lower"] = 0.0
+    assert sv.visit_intervals_of(
+        sv.counting_process_arrays(frame, event_type_col="event_type", covariates=["x"])
+    )[1].tolist() == [1, 0, 1]
+    # a lower bound in a gap of the rows is not in follow-up
+    gap = frame.assign(start=[0.0, 1.5, 0.5, 0.0, 2.5], stop=[1.5, 3.0, 4.5, 0.5, 6.0])
+    gap.loc[3:, "lower"] = 1.0
+    with pytest.raises(sv.CountingProcessError, match="not at risk just before the visit at 1"):
+        sv.visit_intervals_of(
+            sv.counting_process_arrays(gap, event_type_col="event_type", covariates=["x"])
+        )
 
 
 def test_lifelines_convention_and_errors():
@@ -208,9 +241,12 @@ def test_observed_variable_gives_per_subject_log_likelihood():
     np.testing.assert_allclose(elementwise, direct, rtol=1e-12)
     assert model.named_vars_to_dims["survival"] == ("subject",)
     assert model.named_vars_to_dims["baseline_log_hazard"] == ("hazard_piece",)
-    # predictive draws are 0/1 events
-    prior = pm.sample_prior_predictive(draws=20, model=model, random_seed=1)
-    assert set(np.unique(prior["prior_predictive"]["survival"].values)) <= {0, 1}
+    # the observed value is the visit interval of the event, as in the worsening model:
+    # a (exact time) 1, b (right-censored) 0, c (in (1, 3], visits 0, 1, 3) 2
+    prior = pm.sample_prior_predictive(draws=200, model=model, random_seed=1)
+    assert prior["observed_data"]["survival"].values.tolist() == [1, 0, 2]
+    drawn = prior["prior_predictive"]["survival"].values.reshape(-1, 3)
+    assert set(np.unique(drawn[:, :2])) == {0, 1} and set(np.unique(drawn[:, 2])) == {0, 1, 2}
 
 
 def test_exponential_rate_recovered_with_interval_censoring():
@@ -310,24 +346,29 @@ def test_visit_interval_problems_are_listed():
         sv.visit_interval_arrays(gap, {"a": [0.5, 2.0, 4.0], "b": [0.0, 3.0]})
 
 
-def _core_data(kind: str, lower: float, upper: float, sid: str) -> sv.CountingProcessData:
-    """Subject ``sid`` of :func:`_visit_frame` for the generic core, at risk from visit 0."""
-    entry = VISITS[sid][0]
-    rows = _visit_frame().query("id == @sid and stop > @entry")
-    rows = rows.assign(
-        start=rows.start.clip(lower=entry), event_type=kind, lower=lower, upper=upper
-    )
-    return sv.counting_process_arrays(
-        rows, event_type_col="event_type", covariates=["x"], grid=[0, 2, np.inf]
-    )
+RATES, BETA = (0.3, 0.8), 0.6  # hazard pieces (0, 2], (2, inf); log-HR per unit of x
+
+
+def _hazard(sid: str, t: float) -> float:
+    """Hazard of ``sid`` of :func:`_visit_frame` just before ``t`` (closed form)."""
+    rows = _visit_frame().query("id == @sid and start < @t and stop >= @t")
+    return RATES[0 if t <= 2.0 else 1] * np.exp(BETA * float(rows.x.iloc[0]))
+
+
+def _cumulative(sid: str, lo: float, hi: float) -> float:
+    """``H(lo, hi)`` of ``sid``: the hazard is constant between the grid and row bounds."""
+    frame = _visit_frame().query("id == @sid")
+    inside = [c for c in (2.0, *frame.start, *frame.stop) if lo < c < hi]
+    cuts = sorted({lo, hi, *inside})
+    return sum(_hazard(sid, b) * (b - a) for a, b in zip(cuts[:-1], cuts[1:], strict=True))
 
 
 @pytest.mark.parametrize("exact", [False, True])
 def test_visit_interval_likelihood_reads_the_value(exact):
-    """Each value against the generic core's interval / right / exact likelihood."""
+    """Each value against its closed form: right-, interval-censored, or exact at the visit."""
     data = _visit_data()
-    base = sv.PiecewiseBaseline(pt.as_tensor(np.log([0.3, 0.8])))
-    eta = 0.6 * data.segment_covariates[:, 0]
+    base = sv.PiecewiseBaseline(pt.as_tensor(np.log(RATES)))
+    eta = BETA * data.segment_covariates[:, 0]
     hazard = sv.interval_hazards(data, eta, base)
     log_h = sv.visit_log_hazard(data, eta, base) if exact else None
     value = pt.lvector("value")
@@ -340,17 +381,34 @@ def test_visit_interval_likelihood_reads_the_value(exact):
                 assert got == -np.inf  # beyond the last visit: impossible
                 continue
             if v == 0:
-                cp = _core_data("right", t[-1], t[-1], sid)
+                expected = -_cumulative(sid, t[0], t[-1])
             elif exact:
-                cp = _core_data("observed", t[v], t[v], sid)
+                expected = np.log(_hazard(sid, t[v])) - _cumulative(sid, t[0], t[v])
             else:
-                cp = _core_data("interval", t[v - 1], t[v], sid)
-            expected = _loglik(cp, 0.6 * cp.segment_covariates[:, 0], base)[0]
+                expected = -_cumulative(sid, t[0], t[v - 1]) + np.log(
+                    -np.expm1(-_cumulative(sid, t[v - 1], t[v]))
+                )
             np.testing.assert_allclose(got, expected, rtol=1e-12, err_msg=f"{sid} v={v}")
     if not exact:
         # a distribution over 0..J: the probabilities sum to one
         probs = np.exp([f(np.full(2, v)) for v in range(data.max_intervals + 1)])
         np.testing.assert_allclose(probs.sum(axis=0), 1.0, rtol=1e-12)
+
+
+def test_exact_and_interval_events_together():
+    """``exact`` picks, per subject, the event at the visit or in the interval before it."""
+    data = _visit_data()
+    base = sv.PiecewiseBaseline(pt.as_tensor(np.log(RATES)))
+    eta = BETA * data.segment_covariates[:, 0]
+    hazard = sv.interval_hazards(data, eta, base)
+    log_h = sv.visit_log_hazard(data, eta, base)
+    value = np.array([2, 1])
+    in_interval = sv.visit_interval_log_likelihood(value, hazard).eval()
+    at_visit = sv.visit_interval_log_likelihood(value, hazard, log_h).eval()
+    assert np.all(np.abs(in_interval - at_visit) > 0.1)
+    for mask in ([True, False], [False, True]):
+        mixed = sv.visit_interval_log_likelihood(value, hazard, log_h, exact=np.array(mask))
+        np.testing.assert_allclose(mixed.eval(), np.where(mask, at_visit, in_interval))
 
 
 def test_drawn_visit_intervals_follow_the_likelihood():
