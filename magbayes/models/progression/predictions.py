@@ -1,0 +1,835 @@
+r"""Predictions of the progression model: a patient's score over time under a treatment history.
+
+For patient :math:`i` with early-sural status :math:`s` the model's latent disability at
+:math:`t` years since onset is
+
+.. math::
+
+    \eta_i(t \mid s) = \ell_i + (r_i + \delta s)\,t + \sum_k \gamma_{\mathrm{trt}(k)} (t - t_k)_+
+        + (\gamma_{\mathrm{rtx}} + \gamma_{\mathrm{rtx}\times\mathrm{sural}}\, s)
+          \sum_{k\ \mathrm{rtx}} (t - t_k)_+
+        + \gamma_{\mathrm{later}} \sum_{k:\ \mathrm{line}_k \ge 2} (t - t_k)_+
+        \; [+ \text{level steps}]
+
+(:mod:`magbayes.models.progression`), and the score follows the ordered logistic in
+:math:`\eta` (or the Beta, I-RODS). A *treatment history* is any table of courses (the
+patient's own, or one a strategy makes), so the same code predicts under "as observed",
+"never", "rituximab at year X", ...
+
+Where each patient's level :math:`\ell_i` and rate :math:`r_i` come from, per posterior draw:
+
+- a **fitted patient**: their own posterior draws (sampled in the fit, or rebuilt from the
+  non-centred coordinates); an unknown early-sural status is drawn per posterior draw from
+  its posterior given the patient's scores and the estimated prevalence;
+- a **new patient** (not in the fit): sampling-importance-resampling. For each population
+  draw, :data:`PARTICLES` candidate patients (level, rate, unknown status, missing
+  covariates) are drawn from the population model at the patient's site, weighted by the
+  likelihood of the scores seen so far, and one is kept. With no scores, the weights are
+  equal: the population's predictive.
+
+:func:`score_distribution` turns latent draws into P(score = k) (exactly, no noise draws),
+the expected score and P(score >= threshold).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import stats
+from scipy.special import expit, logsumexp
+
+from magbayes.models import blocks, scores
+from magbayes.spec import Spec
+
+#: Candidate patients per posterior draw for a new patient (importance sampling).
+PARTICLES = 256
+
+
+def _flat(da: xr.DataArray) -> np.ndarray:
+    """Draws as ``(sample, ...)``: chain and draw stacked."""
+    other = [d for d in da.dims if d not in ("chain", "draw")]
+    return np.asarray(da.transpose("chain", "draw", *other).values).reshape(
+        -1, *[da.sizes[d] for d in other]
+    )
+
+
+@dataclass
+class Population:
+    """Posterior draws of the population-level parameters, flattened to ``(sample, ...)``.
+
+    Attributes
+    ----------
+    family : str
+        ``"ordered_logistic"`` or ``"beta"``.
+    treatments : list of str
+        Modelled treatments (the coefficients' order).
+    later_line : bool
+        The spec has a later-line change in rate.
+    level_change : bool
+        Treatments also shift the level at their start.
+    params : dict of numpy.ndarray
+        Each parameter's draws.
+    """
+
+    family: str
+    treatments: list[str]
+    later_line: bool
+    level_change: bool
+    params: dict[str, np.ndarray]
+    shape: tuple[int, int]
+
+    @classmethod
+    def from_fit(cls, posterior: xr.Dataset, spec: Spec, family: str) -> Population:
+        """Read the population draws of a progression fit."""
+        treatments = (
+            [str(t) for t in posterior["treatment"].values]
+            if "treatment" in (posterior.coords)
+            else []
+        )
+        names = [
+            "level_intercept",
+            "slope",
+            "rate_sural_reduced",
+            "patient_sd",
+            "patient_corr",
+            "gamma_rituximab",
+            "gamma_rituximab_x_sural",
+            "gamma_later_line",
+            "gamma_treatment",
+            "delta_treatment",
+            "delta_rituximab",
+            "beta_covariate",
+            "site_level",
+            "site_slope",
+            "site_level_sd",
+            "site_slope_sd",
+            "cutpoints",
+            "irods_precision",
+            "sural_reduced_prevalence",
+        ]
+        params = {n: _flat(posterior[n]) for n in names if n in posterior}
+        shape = (int(posterior.sizes["chain"]), int(posterior.sizes["draw"]))
+        tspec = spec.section("treatments")
+        return cls(
+            family,
+            treatments,
+            bool(tspec["later_line_effect"]),
+            bool(tspec["level_change"]),
+            params,
+            shape,
+        )
+
+    @property
+    def n_samples(self) -> int:
+        """Number of posterior draws (chains x draws)."""
+        return self.shape[0] * self.shape[1]
+
+    def get(self, name: str, default: float = 0.0) -> np.ndarray:
+        """A parameter's draws, or ``default`` for every draw when the model has none."""
+        if name in self.params:
+            return self.params[name]
+        return np.full(self.n_samples, default)
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """A treatment history as seen at some times (years since onset).
+
+    Attributes
+    ----------
+    rate_columns : numpy.ndarray
+        (time, treatment): years since each modelled treatment's courses started, summed.
+    rituximab_years : numpy.ndarray
+        (time,): years since rituximab courses started, summed.
+    later_line_years : numpy.ndarray
+        (time,): the same for courses given in line 2 or later.
+    started : numpy.ndarray
+        (time, treatment): courses of each treatment started by then.
+    rituximab_started : numpy.ndarray
+        (time,): rituximab courses started by then.
+    """
+
+    rate_columns: np.ndarray
+    rituximab_years: np.ndarray
+    later_line_years: np.ndarray
+    started: np.ndarray
+    rituximab_started: np.ndarray
+
+    @classmethod
+    def of(cls, courses: pd.DataFrame, years: np.ndarray, treatments: list[str]) -> Exposure:
+        """The exposure of one patient's courses at ``years`` (the fit's own function)."""
+        from magbayes.models.progression import _course_exposure
+
+        years = np.asarray(years, float)
+        patient = np.full(len(years), "patient", dtype=object)
+        table = courses.assign(patient_id="patient")
+        out = _course_exposure(table, patient, years, treatments)
+        return cls(
+            out["treatment_years"],
+            out["rituximab_years"],
+            out["later_line_years"],
+            out["treatment_started"],
+            out["rituximab_started"],
+        )
+
+
+def latent(
+    population: Population,
+    level: np.ndarray,
+    rate: np.ndarray,
+    reduced: np.ndarray,
+    years: np.ndarray,
+    exposure: Exposure,
+) -> np.ndarray:
+    """Latent disability ``(sample, time)`` of one patient.
+
+    Parameters
+    ----------
+    population : Population
+        Population draws.
+    level, rate : numpy.ndarray
+        (sample,): the patient's level at onset and untreated rate (sural-preserved
+        units: the early-sural change in rate is added from ``reduced``).
+    reduced : numpy.ndarray
+        (sample,): 1 where the patient is sural-reduced in that draw, else 0.
+    years : numpy.ndarray
+        Years since onset.
+    exposure : Exposure
+        The treatment history at ``years``.
+    """
+    p = population
+    t = np.asarray(years, float)[None, :]
+    s = np.asarray(reduced, float)[:, None]
+    eta = level[:, None] + (rate[:, None] + p.get("rate_sural_reduced")[:, None] * s) * t
+    rtx = p.get("gamma_rituximab")[:, None] + p.get("gamma_rituximab_x_sural")[:, None] * s
+    eta = eta + rtx * exposure.rituximab_years[None, :]
+    if p.treatments:
+        eta = eta + p.params["gamma_treatment"] @ exposure.rate_columns.T
+    if p.later_line:
+        eta = eta + p.get("gamma_later_line")[:, None] * exposure.later_line_years[None, :]
+    if p.level_change:
+        if p.treatments:
+            eta = eta + p.params["delta_treatment"] @ exposure.started.T
+        eta = eta + p.get("delta_rituximab")[:, None] * exposure.rituximab_started[None, :]
+    return eta
+
+
+def category_probabilities(population: Population, eta: np.ndarray) -> np.ndarray:
+    """P(score = k) of an ordinal score: ``(sample, time, category)``."""
+    cuts = population.params["cutpoints"]  # (sample, category - 1)
+    below = expit(cuts[:, None, :] - eta[:, :, None])
+    cumulative = np.concatenate(
+        [np.zeros((*eta.shape, 1)), below, np.ones((*eta.shape, 1))], axis=-1
+    )
+    return np.clip(np.diff(cumulative, axis=-1), 0.0, 1.0)
+
+
+def log_likelihood(population: Population, eta: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Log-likelihood of observed scores given latent draws ``(sample, visit)``: ``(sample,)``."""
+    if population.family == "ordered_logistic":
+        cuts = population.params["cutpoints"]
+        edge = np.full((cuts.shape[0], 1), 500.0)
+        extended = np.concatenate([-edge, cuts, edge], axis=1)
+        k = np.asarray(observed, int)
+        probability = expit(extended[:, k + 1] - eta) - expit(extended[:, k] - eta)
+        return np.log(np.clip(probability, 1e-300, None)).sum(axis=-1)
+    precision = population.params["irods_precision"][:, None]
+    mean = expit(-eta)
+    value = scores.centile_to_unit(observed)
+    return stats.beta.logpdf(value, mean * precision, (1.0 - mean) * precision).sum(axis=-1)
+
+
+def binary_covariates(
+    constant: xr.Dataset, standardisation: dict[str, dict[str, float]]
+) -> np.ndarray:
+    """Which of the fit's covariates are 0/1 (left unstandardised, observed values 0 or 1)."""
+    if "covariate" not in constant.coords:
+        return np.zeros(0, bool)
+    values = np.asarray(constant["covariate_value"].values, float)
+    out = []
+    for c, name in enumerate(str(n) for n in constant["covariate"].values):
+        scale = standardisation.get(name, {})
+        observed = values[:, c][np.isfinite(values[:, c])]
+        unscaled = scale.get("mean") == 0.0 and scale.get("sd") == 1.0
+        out.append(bool(unscaled and np.isin(observed, (0.0, 1.0)).all()))
+    return np.asarray(out, bool)
+
+
+def fitted_patient_effects(
+    posterior: xr.Dataset, constant: xr.Dataset, population: Population, binary: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each fitted patient's level at onset and untreated rate, ``(sample, patient)``.
+
+    Sampled in the fit (``patient_level``, ``patient_rate``) in its centred forms; rebuilt
+    from ``patient_z`` in the non-centred one (level = intercept + site offset + covariates
+    + sd x z, as :func:`magbayes.models.progression.build_model` writes it).
+    """
+    if "patient_level" in posterior and "patient_rate" in posterior:
+        return _flat(posterior["patient_level"]), _flat(posterior["patient_rate"])
+    p = population
+    z = _flat(posterior["patient_z"].transpose(..., "patient", "patient_effect"))
+    site = np.asarray(constant["site_of_patient"].values, int)
+    level_mean = p.get("level_intercept")[:, None] + _site(p, "site_level", site)
+    if "beta_covariate" in p.params:
+        level_mean = level_mean + np.einsum(
+            "spc,sc->sp",
+            _fitted_covariates(posterior, constant, binary),
+            p.params["beta_covariate"],
+        )
+    sd, corr = p.params["patient_sd"], p.get("patient_corr")[:, None]
+    level = level_mean + sd[:, None, 0] * z[..., 0]
+    rate = (
+        p.get("slope")[:, None]
+        + _site(p, "site_slope", site)
+        + sd[:, None, 1] * (corr * z[..., 0] + np.sqrt(1.0 - corr**2) * z[..., 1])
+    )
+    return level, rate
+
+
+def _site(population: Population, name: str, site: np.ndarray) -> np.ndarray:
+    if name not in population.params:
+        return np.zeros((population.n_samples, len(site)))
+    return population.params[name][:, site]
+
+
+def _fitted_covariates(
+    posterior: xr.Dataset, constant: xr.Dataset, binary: np.ndarray
+) -> np.ndarray:
+    """The fitted patients' standardised covariates per draw, missing cells imputed."""
+    values = np.asarray(constant["covariate_value"].values, float)
+    n = int(posterior.sizes["chain"] * posterior.sizes["draw"])
+    out = np.broadcast_to(np.where(np.isnan(values), 0.0, values), (n, *values.shape)).copy()
+    rows, cols = np.nonzero(np.isnan(values))
+    if not len(rows):
+        return out
+    is_bin = binary[cols]
+    if (~is_bin).any():
+        z = _flat(posterior["covariate_missing"])
+        out[:, rows[~is_bin], cols[~is_bin]] = z
+    if is_bin.any():
+        share = _flat(posterior["covariate_missing_share"])
+        out[:, rows[is_bin], cols[is_bin]] = share
+    return out
+
+
+def unknown_status_draws(
+    population: Population,
+    level: np.ndarray,
+    rate: np.ndarray,
+    years: np.ndarray,
+    exposure: Exposure,
+    observed: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Draws of an unknown early-sural status given the patient's scores: ``(sample,)`` 0/1."""
+    prevalence = np.clip(population.get("sural_reduced_prevalence", 0.5), 1e-12, 1 - 1e-12)
+    log_odds = np.log(prevalence) - np.log1p(-prevalence)
+    if len(observed):
+        ones = np.ones(population.n_samples)
+        reduced = log_likelihood(
+            population, latent(population, level, rate, ones, years, exposure), observed
+        )
+        preserved = log_likelihood(
+            population, latent(population, level, rate, 0 * ones, years, exposure), observed
+        )
+        log_odds = log_odds + reduced - preserved
+    return (rng.random(population.n_samples) < expit(log_odds)).astype(float)
+
+
+@dataclass(frozen=True)
+class NewPatient:
+    """What the population model needs of a patient not in the fit.
+
+    Attributes
+    ----------
+    site : int or None
+        Index of the patient's site among the fit's sites (``None``: a site the fit has
+        not seen, whose offsets are drawn from their spread).
+    covariates : numpy.ndarray
+        Standardised covariates in the fit's units (NaN where missing).
+    binary : numpy.ndarray of bool
+        Which covariates are 0/1.
+    binary_share : numpy.ndarray
+        Observed share of 1 of each 0/1 covariate in the fit (for a missing one).
+    sural : float or None
+        1 reduced, 0 preserved, ``None`` unknown.
+    """
+
+    site: int | None
+    covariates: np.ndarray
+    binary: np.ndarray
+    binary_share: np.ndarray
+    sural: float | None
+
+
+def new_patient_effects(
+    population: Population,
+    patient: NewPatient,
+    years: np.ndarray,
+    exposure: Exposure,
+    observed: np.ndarray,
+    rng: np.random.Generator,
+    particles: int = PARTICLES,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Level, rate and status draws of a new patient given their scores so far.
+
+    Sampling-importance-resampling per posterior draw (module docstring).
+
+    Returns
+    -------
+    level, rate, reduced : numpy.ndarray
+        (sample,) each.
+    ess : float
+        Mean effective number of particles per draw (out of ``particles``): low values
+        mean the scores say much more than the population model, and the predictions rest
+        on few candidates.
+    """
+    p = population
+    n = p.n_samples
+    shape = (n, particles)
+    site_level = _new_site(p, "site_level", patient.site, shape, rng)
+    site_slope = _new_site(p, "site_slope", patient.site, shape, rng)
+    level_mean = p.get("level_intercept")[:, None] + site_level
+    if "beta_covariate" in p.params and len(patient.covariates):
+        x = np.broadcast_to(patient.covariates, (*shape, len(patient.covariates))).copy()
+        missing = np.isnan(patient.covariates)
+        for c in np.nonzero(missing)[0]:
+            if patient.binary[c]:
+                x[..., c] = rng.random(shape) < patient.binary_share[c]
+            else:
+                x[..., c] = rng.standard_normal(shape)
+        level_mean = level_mean + np.einsum("spc,sc->sp", x, p.params["beta_covariate"])
+    z = rng.standard_normal((*shape, 2))
+    sd, corr = p.params["patient_sd"], p.get("patient_corr")[:, None]
+    level = level_mean + sd[:, None, 0] * z[..., 0]
+    rate = (
+        p.get("slope")[:, None]
+        + site_slope
+        + sd[:, None, 1] * (corr * z[..., 0] + np.sqrt(1.0 - corr**2) * z[..., 1])
+    )
+    if patient.sural is None:
+        prevalence = p.get("sural_reduced_prevalence", 0.5)[:, None]
+        reduced = (rng.random(shape) < prevalence).astype(float)
+    else:
+        reduced = np.full(shape, float(patient.sural))
+    if len(observed):
+        flat = [a.reshape(-1) for a in (level, rate, reduced)]
+        repeated = _repeat_population(p, particles)
+        eta = latent(repeated, *flat, years, exposure)
+        logw = log_likelihood(repeated, eta, observed).reshape(shape)
+    else:
+        logw = np.zeros(shape)
+    weights = np.exp(logw - logsumexp(logw, axis=1, keepdims=True))
+    ess = float(np.mean(1.0 / np.sum(weights**2, axis=1)))
+    cumulative = np.cumsum(weights, axis=1)
+    pick = (cumulative < rng.random((n, 1))).sum(axis=1).clip(max=particles - 1)
+    rows = np.arange(n)
+    return level[rows, pick], rate[rows, pick], reduced[rows, pick], ess
+
+
+def _new_site(
+    population: Population,
+    name: str,
+    site: int | None,
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    if name not in population.params:
+        return np.zeros(shape)
+    if site is not None:
+        return np.broadcast_to(population.params[name][:, site, None], shape)
+    spread = population.get(f"{name}_sd", 0.0)[:, None]
+    return spread * rng.standard_normal(shape)
+
+
+def _repeat_population(population: Population, times: int) -> Population:
+    """The same population with every draw repeated ``times`` (one per particle)."""
+    params = {k: np.repeat(v, times, axis=0) for k, v in population.params.items()}
+    shape = (population.n_samples * times, 1)
+    return Population(
+        population.family,
+        population.treatments,
+        population.later_line,
+        population.level_change,
+        params,
+        shape,
+    )
+
+
+def score_distribution(
+    population: Population, eta: np.ndarray, score: str, threshold: float
+) -> dict[str, np.ndarray]:
+    """What the predictions report, from latent draws ``(sample, time)``.
+
+    Returns
+    -------
+    dict
+        ``p_category`` (time, category), P(score = k) averaged over the draws (ordinal
+        scores only); ``expected`` (sample, time): the expected score in each draw
+        (points, or centile for I-RODS); ``p_threshold`` (sample, time): P(score at or
+        above ``threshold``; at or below for I-RODS, where lower is worse) in each draw;
+        ``quantiles`` (time, 4): the 3%, 25%, 75% and 97% points of the predictive
+        distribution of the score.
+    """
+    levels = np.array([0.03, 0.25, 0.75, 0.97])
+    if population.family == "ordered_logistic":
+        probs = category_probabilities(population, eta)
+        k = np.arange(probs.shape[-1])
+        expected = probs @ k
+        p_threshold = probs[..., k >= threshold].sum(axis=-1)
+        mixture = probs.mean(axis=0)
+        cumulative = np.cumsum(mixture, axis=-1)
+        quantiles = np.stack(
+            [(cumulative < q - 1e-12).sum(axis=-1) for q in levels], axis=-1
+        ).astype(float)
+        return {
+            "p_category": mixture,
+            "expected": expected,
+            "p_threshold": p_threshold,
+            "quantiles": quantiles,
+        }
+    precision = population.params["irods_precision"][:, None]
+    mean = expit(-eta)
+    a, b = mean * precision, (1.0 - mean) * precision
+    p_threshold = stats.beta.cdf(threshold / 100.0, a, b)
+    rng = np.random.default_rng(0)
+    draws = rng.beta(a, b) * 100.0
+    return {
+        "p_category": None,
+        "expected": mean * 100.0,
+        "p_threshold": p_threshold,
+        "quantiles": np.quantile(draws, levels, axis=0).T,
+    }
+
+
+def standardised(values: Any, binary: bool, scale: dict[str, float]) -> float:
+    """A covariate value in the fit's standardised units (NaN stays NaN)."""
+    value = float(values)
+    if binary or not np.isfinite(value):
+        return value
+    return (value - scale["mean"]) / scale["sd"]
+
+
+def new_patient(
+    cohort: Any,
+    patient_id: str,
+    constant: xr.Dataset,
+    standardisation: dict[str, dict[str, float]],
+    binary: np.ndarray,
+) -> NewPatient:
+    """The :class:`NewPatient` of a cohort's patient, in the fit's units."""
+    sites = [str(s) for s in constant["site"].values] if "site" in constant.coords else []
+    site_name = str(cohort.patients.loc[patient_id, "site"])
+    site = sites.index(site_name) if site_name in sites else None
+    names = [str(c) for c in constant["covariate"].values] if "covariate" in constant.coords else []
+    fitted = np.asarray(constant["covariate_value"].values, float) if names else np.zeros((0, 0))
+    share = np.array([np.nanmean(fitted[:, c]) if binary[c] else np.nan for c in range(len(names))])
+    values = []
+    for c, name in enumerate(names):
+        raw = blocks.covariate_values(cohort, name)
+        values.append(standardised(raw.loc[patient_id], binary[c], standardisation.get(name, {})))
+    status = cohort.patients.loc[patient_id, "sural_reduced"]
+    sural = None if pd.isna(status) else float(bool(status))
+    return NewPatient(site, np.asarray(values, float), binary, np.nan_to_num(share), sural)
+
+
+# ----------------------------------------------------------------------------- the driver
+
+#: Default thresholds of "disabled" per score (at or above; I-RODS: at or below).
+THRESHOLDS: dict[str, float] = {
+    "incat": 4,  # the prediction issue's INCAT >= 4
+    "mrs": 3,  # CLINICAL.md: mRS >= 3 often used as "disabled"
+    "onls": 4,  # an assumption: no published ONLS threshold in CLINICAL.md
+    "irods": 50,  # an assumption: I-RODS centile at or below 50
+}
+
+
+@dataclass
+class PatientDraws:
+    """One patient's draws under the fit: level, rate and status (``(sample,)`` each)."""
+
+    level: np.ndarray
+    rate: np.ndarray
+    reduced: np.ndarray
+    fitted: bool
+    ess: float
+
+
+class Predictor:
+    """Predictions of a progression fit for the patients of a cohort.
+
+    Parameters
+    ----------
+    result : FitResult
+        A progression fit (reloaded or in memory).
+    cohort : Cohort
+        The cohort whose patients to predict for: patients of the fit (by id) use their own
+        posterior, the others are new patients conditioned on their visits.
+    seed : int
+        Random seed of the status draws, the new patients' particles and simulated visits.
+    """
+
+    def __init__(self, result: Any, cohort: Any, seed: int = 0):
+        from magbayes.fit import prepare  # noqa: F401 (the early-sural definition below)
+
+        spec = result.spec
+        sural = spec.section("early_sural")
+        self.cohort = cohort.with_sural_definition(
+            float(sural["threshold_uv"]), float(sural["window_years"])
+        )
+        self.spec = spec
+        self.score = str(result.design_counts.get("score", spec.section("outcome")["score"]))
+        family = str(result.design_counts.get("likelihood", "ordered_logistic"))
+        posterior = result.posterior["posterior"].to_dataset()
+        self.constant = result.posterior["constant_data"].to_dataset()
+        self.population = Population.from_fit(posterior, spec, family)
+        self.standardisation = result.standardisation
+        self.binary = binary_covariates(self.constant, self.standardisation)
+        self.rng = np.random.default_rng(seed)
+        fitted_ids = [str(p) for p in posterior["patient"].values]
+        self._fitted = {pid: i for i, pid in enumerate(fitted_ids)}
+        self._level, self._rate = fitted_patient_effects(
+            posterior, self.constant, self.population, self.binary
+        )
+        known = np.asarray(self.constant["sural_known"].values, bool)
+        reduced = np.asarray(self.constant["sural_reduced"].values, int)
+        self._status = {
+            pid: (float(reduced[i]) if known[i] else None) for pid, i in self._fitted.items()
+        }
+        self._cache: dict[str, PatientDraws] = {}
+
+    # ------------------------------------------------------------------ one patient
+    def visits(self, patient_id: str) -> pd.DataFrame:
+        """The patient's visits with a score (``years_since_onset`` and the score)."""
+        v = self.cohort.visits
+        rows = v[(v["patient_id"] == patient_id) & v[self.score].notna()]
+        return rows.sort_values("years_since_onset")
+
+    def courses(self, patient_id: str) -> pd.DataFrame:
+        """The patient's observed treatment courses."""
+        t = self.cohort.treatments
+        return t[t["patient_id"] == patient_id]
+
+    def is_fitted(self, patient_id: str) -> bool:
+        """True when the patient was in the fit."""
+        return patient_id in self._fitted
+
+    def draws(self, patient_id: str) -> PatientDraws:
+        """The patient's level, rate and status draws (fitted, or by importance sampling)."""
+        if patient_id in self._cache:
+            return self._cache[patient_id]
+        visits = self.visits(patient_id)
+        years = visits["years_since_onset"].to_numpy(float)
+        observed = self._observed(visits)
+        exposure = Exposure.of(self.courses(patient_id), years, self.population.treatments)
+        if patient_id in self._fitted:
+            i = self._fitted[patient_id]
+            level, rate = self._level[:, i], self._rate[:, i]
+            status = self._status[patient_id]
+            if status is None:
+                reduced = unknown_status_draws(
+                    self.population, level, rate, years, exposure, observed, self.rng
+                )
+            else:
+                reduced = np.full(self.population.n_samples, status)
+            out = PatientDraws(level, rate, reduced, True, float("nan"))
+        else:
+            patient = new_patient(
+                self.cohort, patient_id, self.constant, self.standardisation, self.binary
+            )
+            level, rate, reduced, ess = new_patient_effects(
+                self.population, patient, years, exposure, observed, self.rng
+            )
+            out = PatientDraws(level, rate, reduced, False, ess)
+        self._cache[patient_id] = out
+        return out
+
+    def _observed(self, visits: pd.DataFrame) -> np.ndarray:
+        values = visits[self.score].to_numpy(float)
+        if self.population.family == "ordered_logistic":
+            return values.astype(int)
+        return values
+
+    def now(self, patient_id: str) -> float:
+        """When the prediction is made: the patient's last visit (0 without visits)."""
+        v = self.cohort.visits
+        years = v.loc[v["patient_id"] == patient_id, "years_since_onset"]
+        return float(years.max()) if len(years) else 0.0
+
+    def latent_under(
+        self, patient_id: str, strategy: Any, years: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Latent draws ``(sample, time)`` under a strategy, and its rituximab start per draw.
+
+        A strategy that starts rituximab on an observed rise (``on_rise``) reads the
+        observed visits up to now and, after now, scores drawn from the model at the
+        prediction times: each draw starts rituximab when its own scores rise.
+        """
+        from magbayes.predict.strategies import Strategy, apply_strategy, first_rise_years
+
+        draws = self.draws(patient_id)
+        courses = self.courses(patient_id)
+        visits = self.cohort.visits[self.cohort.visits["patient_id"] == patient_id]
+        now = self.now(patient_id)
+        p = self.population
+        if strategy.kind != "on_rise":
+            changed = apply_strategy(strategy, courses, visits, now=now, patient_id=patient_id)
+            exposure = Exposure.of(changed, years, p.treatments)
+            eta = latent(p, draws.level, draws.rate, draws.reduced, years, exposure)
+            start = _first_rituximab(changed)
+            return eta, np.full(p.n_samples, start)
+        never = Strategy("never", "never")
+        untreated = apply_strategy(never, courses, visits, now=now, patient_id=patient_id)
+        seen = visits.sort_values("years_since_onset")
+        seen = seen[seen["years_since_onset"] <= now]
+        future = years[years > now]
+        exposure = Exposure.of(untreated, future, p.treatments)
+        eta_future = latent(p, draws.level, draws.rate, draws.reduced, future, exposure)
+        simulated = self._draw_scores(eta_future)
+        seen_years = seen["years_since_onset"].to_numpy(float)
+        seen_incat = pd.to_numeric(seen["incat"], errors="coerce").to_numpy(float)
+        all_years = np.concatenate([seen_years, future])
+        incat = np.concatenate(
+            [np.broadcast_to(seen_incat, (p.n_samples, len(seen_years))), simulated], axis=1
+        )
+        start = first_rise_years(all_years, incat, int(strategy.incat_rise))
+        eta = np.empty((p.n_samples, len(years)))
+        for when in np.unique(start[np.isfinite(start)]):
+            chosen = start == when
+            at = Strategy("on rise", "at_year", years_since_onset=float(when))
+            self._fill(eta, chosen, at, courses, visits, now, years, patient_id)
+        chosen = ~np.isfinite(start)
+        if chosen.any():
+            self._fill(eta, chosen, never, courses, visits, now, years, patient_id)
+        return eta, start
+
+    def _fill(self, eta, chosen, strategy, courses, visits, now, years, patient_id) -> None:
+        from magbayes.predict.strategies import apply_strategy
+
+        p, draws = self.population, self.draws(patient_id)
+        changed = apply_strategy(strategy, courses, visits, now=now, patient_id=patient_id)
+        exposure = Exposure.of(changed, years, p.treatments)
+        full = latent(p, draws.level, draws.rate, draws.reduced, years, exposure)
+        eta[chosen] = full[chosen]
+
+    def _draw_scores(self, eta: np.ndarray) -> np.ndarray:
+        """Scores drawn at each draw's latent values (INCAT points, for ``on_rise``)."""
+        if self.population.family != "ordered_logistic":
+            raise ValueError("a strategy on an INCAT rise needs a model of INCAT")
+        noise = self.rng.logistic(size=eta.shape)
+        cuts = self.population.params["cutpoints"]
+        return ((eta + noise)[:, :, None] > cuts[:, None, :]).sum(axis=-1).astype(float)
+
+
+def _first_rituximab(courses: pd.DataFrame) -> float:
+    starts = courses.loc[courses["treatment"] == "rituximab", "start_years"].astype(float)
+    return float(starts.min()) if len(starts) else float("nan")
+
+
+def predict(
+    result: Any,
+    cohort: Any,
+    *,
+    years: np.ndarray,
+    strategies: list[Any],
+    threshold: float | None = None,
+    patients: list[str] | None = None,
+    seed: int = 0,
+) -> xr.Dataset:
+    """Predictions of a progression fit for a cohort's patients under treatment strategies.
+
+    Parameters
+    ----------
+    result : FitResult
+        A progression fit.
+    cohort : Cohort
+        The patients to predict for (fitted or new).
+    years : numpy.ndarray
+        Years since onset to predict at.
+    strategies : list of Strategy
+        Treatment strategies (:mod:`magbayes.predict.strategies`).
+    threshold : float, optional
+        The score at or above which a patient counts as disabled (I-RODS: at or below);
+        default :data:`THRESHOLDS` of the score.
+    patients : list of str, optional
+        Which patients (default every patient of ``cohort``).
+    seed : int
+        Random seed.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``patient``, ``strategy``, ``time`` (years since onset), ``category`` (score
+        values; ordinal scores) and ``quantile``: ``p_category`` P(score = k), ``mean``
+        (expected score, averaged over the posterior), ``mean_hdi_low``/``mean_hdi_high``
+        (its 94% interval over draws), ``band`` (3%, 25%, 75%, 97% of the predictive
+        distribution: the 50% and 94% bands), ``p_disabled`` (P(score at or above the
+        threshold)), ``rituximab_start`` (years since onset: the added or first course;
+        its median over draws for a strategy on a rise), ``fitted`` and
+        ``importance_ess`` per patient.
+    """
+    import arviz as az
+
+    predictor = Predictor(result, cohort, seed=seed)
+    score = predictor.score
+    threshold = float(THRESHOLDS.get(score, 4) if threshold is None else threshold)
+    ids = list(patients) if patients is not None else [str(p) for p in cohort.patient_ids]
+    years = np.asarray(years, float)
+    shape = predictor.population.shape
+    rows: dict[str, list] = {k: [] for k in ("p", "mean", "lo", "hi", "band", "dis", "start")}
+    for pid in ids:
+        per: dict[str, list] = {k: [] for k in rows}
+        for strategy in strategies:
+            eta, start = predictor.latent_under(pid, strategy, years)
+            dist = score_distribution(predictor.population, eta, score, threshold)
+            expected = dist["expected"].reshape(*shape, len(years))
+            hdi = az.hdi(
+                xr.DataArray(expected, dims=("chain", "draw", "time")), prob=result.hdi_prob
+            )
+            per["p"].append(dist["p_category"])
+            per["mean"].append(expected.mean(axis=(0, 1)))
+            per["lo"].append(hdi.sel(ci_bound="lower").values)
+            per["hi"].append(hdi.sel(ci_bound="upper").values)
+            per["band"].append(dist["quantiles"])
+            per["dis"].append(dist["p_threshold"].mean(axis=0))
+            finite = start[np.isfinite(start)]
+            per["start"].append(float(np.median(finite)) if len(finite) else float("nan"))
+        for key in rows:
+            rows[key].append(per[key])
+    coords = {
+        "patient": ids,
+        "strategy": [s.name for s in strategies],
+        "time": years,
+        "quantile": ["3%", "25%", "75%", "97%"],
+    }
+    dims3 = ("patient", "strategy", "time")
+    data = {
+        "mean": (dims3, np.asarray(rows["mean"])),
+        "mean_hdi_low": (dims3, np.asarray(rows["lo"])),
+        "mean_hdi_high": (dims3, np.asarray(rows["hi"])),
+        "band": ((*dims3, "quantile"), np.asarray(rows["band"])),
+        "p_disabled": (dims3, np.asarray(rows["dis"])),
+        "rituximab_start": (("patient", "strategy"), np.asarray(rows["start"])),
+        "fitted": (("patient",), np.array([predictor.is_fitted(p) for p in ids])),
+        "importance_ess": (("patient",), np.array([predictor.draws(p).ess for p in ids])),
+    }
+    if predictor.population.family == "ordered_logistic":
+        n_categories = scores.n_categories(score)
+        coords["category"] = list(range(n_categories))
+        data["p_category"] = ((*dims3, "category"), np.asarray(rows["p"]))
+    out = xr.Dataset(data, coords=coords)
+    out.attrs.update(
+        {
+            "model": "progression",
+            "score": score,
+            "threshold": threshold,
+            "threshold_direction": "at or below" if score == "irods" else "at or above",
+            "strategies": [s.describe() for s in strategies],
+            "hdi_prob": result.hdi_prob,
+        }
+    )
+    return out
