@@ -1,0 +1,29 @@
+"""Predictions for a patient under treatment strategies.
+
+:mod:`magbayes.predict.strategies`: treatment strategies as data (:class:`Strategy`,
+:data:`DEFAULT_STRATEGIES`, :func:`load_strategies`), applied to one patient's own
+treatment history (:func:`apply_strategy`) or to every patient of a cohort
+(:func:`apply_to_cohort`).
+"""
+
+from magbayes.predict.strategies import (
+    DEFAULT_STRATEGIES,
+    KINDS,
+    Strategy,
+    apply_strategy,
+    apply_to_cohort,
+    first_rise_years,
+    load_strategies,
+    rituximab_start_years,
+)
+
+__all__ = [
+    "DEFAULT_STRATEGIES",
+    "KINDS",
+    "Strategy",
+    "apply_strategy",
+    "apply_to_cohort",
+    "first_rise_years",
+    "load_strategies",
+    "rituximab_start_years",
+]
