@@ -7,9 +7,6 @@ import json
 import pandas as pd
 import pytest
 
-from magbayes.cli import main
-from magbayes.errors import SpecError
-from magbayes.fit import resolve_spec
 from magbayes.analyses.sensitivity import (
     COLUMNS,
     GridPoint,
@@ -18,6 +15,9 @@ from magbayes.analyses.sensitivity import (
     spec_for_point,
     sural_counts,
 )
+from magbayes.cli import main
+from magbayes.errors import SpecError
+from magbayes.fit import resolve_spec
 from magbayes.simulate import simulate_cohort
 
 
