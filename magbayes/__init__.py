@@ -1,7 +1,8 @@
 """magbayes: Bayesian models of disability in anti-MAG neuropathy.
 
 ``import magbayes as mb``; then ``mb.load_cohort(path)``, ``mb.simulate_cohort(...)``,
-``mb.fit(cohort, "progression", ...)`` and ``mb.load_fit(path, cohort=None)``.
+``mb.fit(cohort, "progression", ...)``, ``mb.load_fit(path, cohort=None)`` and
+``mb.predict(result, cohort, times=..., strategies=...)``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 # Imported eagerly: the submodule ``magbayes.fit`` would otherwise shadow the function
 # ``mb.fit`` once anything imports it.
 from magbayes.fit import FitResult, fit, load_fit  # noqa: E402
+from magbayes.predict import predict  # noqa: E402  (the package would shadow the function)
 
 __all__ = [
     "CohortError",
@@ -34,6 +36,7 @@ __all__ = [
     "load_cohort",
     "load_fit",
     "load_spec",
+    "predict",
     "simulate_cohort",
 ]
 

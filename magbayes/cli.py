@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "answer",
     "sbc",
     "sensitivity",
+    "predict",
 )
 
 EXIT_OK = 0

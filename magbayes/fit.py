@@ -207,8 +207,29 @@ def fit(
         result, _ = _fit_once(cohort, next_spec, sampler, progress, prior_predictive, command)
     if earlier:
         result.earlier_fits = earlier
-        result.timing["wall_seconds"] = time.perf_counter() - started
+    add_timing(result, cohort)
+    result.timing["wall_seconds"] = time.perf_counter() - started
     return result
+
+
+def add_timing(result: FitResult, cohort: Cohort) -> None:
+    """Add the model's timing answer (prompt against delayed rituximab) to a fit.
+
+    Its definition's ``timing`` needs the cohort (each patient's own treatment history),
+    so it runs here, where the cohort is known, and is kept as the ``timing`` group of the
+    results; a model without one is left as it is. A failure is a warning, never a lost fit.
+    """
+    definition = get_model(result.model)
+    if definition.timing is None:
+        return
+    step = time.perf_counter()
+    try:
+        contrast = definition.timing(result, cohort)
+    except Exception as err:  # noqa: BLE001 (reported; the fit is kept)
+        warnings.warn(f"the timing answer could not be computed: {err!r}", stacklevel=2)
+        return
+    result.posterior["timing"] = xr.DataTree(contrast)
+    result.timing["timing_answer_seconds"] = time.perf_counter() - step
 
 
 #: Draws and tuning steps are multiplied by this once when a fit without divergences and

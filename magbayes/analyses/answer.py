@@ -197,6 +197,8 @@ def answer_markdown(payload: dict[str, Any]) -> str:
     for name, entry in payload["models"].items():
         h = entry["headline"]
         lines.append(f"- **{name}**: {entry['sentence']} Scale: {h['contrast']['scale']}.")
+        if "timing" in h:
+            lines.append(f"  {h['timing']['sentence']}")
         if entry.get("prior_sensitivity"):
             values = ", ".join(
                 f"{row['p_sural_predicts_rituximab_benefit']:.2f} ({row['label']}"

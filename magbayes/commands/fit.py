@@ -116,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         f"{100 * headline['contrast']['hdi_prob']:.0f}% HDI "
         f"[{headline['contrast']['hdi_low']:.3f}, {headline['contrast']['hdi_high']:.3f}]"
     )
+    if "timing" in headline:
+        print(headline["timing"]["sentence"])
     for earlier in result.earlier_fits:
         print(f"refitted: {earlier['why']}")
     if diagnostics["passed"]:

@@ -410,6 +410,14 @@ class ModelDefinition:
     write_outputs : callable
         ``write_outputs(result, folder) -> list[Path]``: its own tables in a results
         folder (e.g. survival curves, hazard ratios).
+    predict : callable or None
+        ``predict(result, cohort, *, years, strategies, threshold, patients, seed) ->
+        xarray.Dataset``: predictions for a cohort's patients under treatment strategies
+        (:func:`magbayes.predict`); ``None`` for a model with nothing over time to predict.
+    timing : callable or None
+        ``timing(result, cohort) -> xarray.Dataset``: draws of prompt minus delayed
+        rituximab by early-sural group (the ``timing`` group of the results and of
+        ``headline.json``); ``None`` when the model does not answer it.
     """
 
     name: str
@@ -436,6 +444,8 @@ class ModelDefinition:
     figures: tuple[ModelFigure, ...] = ()
     prior_figures: tuple[ModelFigure, ...] = ()
     write_outputs: Callable[[FitResult, Path], list[Path]] = _no_outputs
+    predict: Callable[..., xr.Dataset] | None = None
+    timing: Callable[[FitResult, Cohort], xr.Dataset] | None = None
 
     @property
     def rules(self) -> dict[str, dict[str, Rule]]:

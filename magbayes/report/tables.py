@@ -307,3 +307,28 @@ def prior_sensitivity_table(table: pd.DataFrame) -> pd.DataFrame:
             ],
         }
     )
+
+
+def timing_table(timing: dict) -> pd.DataFrame:
+    """The timing answer as a table: one row per early-sural group and measure."""
+    rows = []
+    for group in ("sural_reduced", "sural_preserved"):
+        for measure, words in (
+            ("expected_score", "expected score (points)"),
+            ("p_disabled", f"P({timing.get('disabled', 'disabled')})"),
+        ):
+            e = (timing.get(group) or {}).get(measure)
+            if e is None:
+                continue
+            prob = round(100 * e["hdi_prob"])
+            rows.append(
+                {
+                    "group": group.replace("_", " "),
+                    "prompt minus delayed": words,
+                    "mean": fmt(e["mean"]),
+                    f"{prob}% HDI": f"[{fmt(e['hdi_low'])}, {fmt(e['hdi_high'])}]",
+                    "MCSE": fmt(e["mcse"]),
+                    "P(prompt better)": fmt(e["p_prompt_better"]),
+                }
+            )
+    return pd.DataFrame(rows)

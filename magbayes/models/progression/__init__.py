@@ -43,10 +43,13 @@ from magbayes.models.base import (
     Design,
     Headline,
     ModelDefinition,
+    ModelFigure,
     prior_names,
     shipped_defaults,
     spec_rules,
 )
+from magbayes.models.progression import predictions
+from magbayes.models.progression.figures import plot_timing
 from magbayes.spec import Spec
 from magbayes.spec_schema import list_of, one_of, positive
 
@@ -1131,4 +1134,7 @@ DEFINITION = ModelDefinition(
     refit_spec=refit_spec,
     divergence_advice=divergence_advice,
     finalise=finalise,
+    figures=(ModelFigure("timing", "Prompt against delayed rituximab", plot_timing),),
+    predict=predictions.predict,
+    timing=predictions.timing_contrast,
 )

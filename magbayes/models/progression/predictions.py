@@ -833,3 +833,80 @@ def predict(
         }
     )
     return out
+
+
+# ----------------------------------------------------------------------------- timing
+
+#: The horizon of the timing answer (years since onset).
+TIMING_HORIZON_YEARS = 10.0
+
+
+def timing_contrast(result: Any, cohort: Any, *, seed: int = 0) -> xr.Dataset:
+    """Prompt against delayed rituximab for the cohort's patients, per posterior draw.
+
+    Every patient of the fit is predicted at :data:`TIMING_HORIZON_YEARS` since onset
+    under the default ``prompt`` and ``delayed`` strategies (every other treatment as
+    observed), and the difference prompt minus delayed of the expected score and of
+    P(disabled) is averaged over the patients of each early-sural group
+    (standardisation): a patient whose status is unknown counts in the group of their
+    status drawn in each posterior draw.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``expected_score`` and ``p_disabled``, dims (chain, draw, group) with group
+        ``sural_reduced`` and ``sural_preserved``: prompt minus delayed. Attributes name
+        the strategies, their start times, the horizon, the threshold and which sign
+        means that prompt is better.
+    """
+    from magbayes.predict.strategies import DEFAULT_STRATEGIES
+
+    by_name = {s.name: s for s in DEFAULT_STRATEGIES}
+    prompt, delayed = by_name["prompt"], by_name["delayed"]
+    predictor = Predictor(result, cohort, seed=seed)
+    score = predictor.score
+    threshold = float(THRESHOLDS.get(score, 4))
+    years = np.array([TIMING_HORIZON_YEARS])
+    ids = [pid for pid in (str(p) for p in cohort.patient_ids) if predictor.is_fitted(pid)]
+    p = predictor.population
+    differences = {"expected_score": [], "p_disabled": []}
+    reduced = []
+    for pid in ids:
+        values = {}
+        for strategy in (prompt, delayed):
+            eta, _ = predictor.latent_under(pid, strategy, years)
+            dist = score_distribution(p, eta, score, threshold)
+            values[strategy.name] = (dist["expected"][:, 0], dist["p_threshold"][:, 0])
+        differences["expected_score"].append(values["prompt"][0] - values["delayed"][0])
+        differences["p_disabled"].append(values["prompt"][1] - values["delayed"][1])
+        reduced.append(predictor.draws(pid).reduced)
+    status = np.asarray(reduced).T  # (sample, patient)
+    out = {}
+    for measure, rows in differences.items():
+        diff = np.asarray(rows).T  # (sample, patient)
+        groups = []
+        for weight in (status, 1.0 - status):
+            total = weight.sum(axis=1)
+            groups.append(
+                np.where(total > 0, (weight * diff).sum(axis=1) / np.maximum(total, 1), np.nan)
+            )
+        out[measure] = (("chain", "draw", "group"), np.stack(groups, -1).reshape(*p.shape, 2))
+    lower_is_better = score != "irods"
+    return xr.Dataset(
+        out,
+        coords={"group": ["sural_reduced", "sural_preserved"]},
+        attrs={
+            "prompt": prompt.describe(),
+            "prompt_start_years": prompt.years_since_onset,
+            "delayed": delayed.describe(),
+            "delayed_start_years": delayed.years_since_onset,
+            "horizon_years": TIMING_HORIZON_YEARS,
+            "score": score,
+            "threshold": threshold,
+            "disabled": f"{score.upper()} {'at or above' if lower_is_better else 'at or below'} "
+            f"{threshold:g}",
+            "expected_score_prompt_better": "negative" if lower_is_better else "positive",
+            "p_disabled_prompt_better": "negative",
+            "patients": len(ids),
+        },
+    )
