@@ -21,8 +21,8 @@ from shared_fits import (
     write_progression_cohort,
 )
 
+from magbayes import FitResult
 from magbayes.cohort.tables import Cohort
-from magbayes.fit import FitResult
 from magbayes.simulate import SimulatedCohort
 
 #: The fixtures that fit a model (directly or through another fixture).

@@ -22,8 +22,8 @@ import pandas as pd
 import xarray as xr
 
 import magbayes as mb
+from magbayes import FitResult
 from magbayes.cohort.tables import Cohort
-from magbayes.fit import FitResult
 from magbayes.simulate import SimulatedCohort
 
 #: Sampler settings of the shared progression fit (2 x 100 draws: it fails the ESS gate).

@@ -149,7 +149,7 @@ def folders(progression_cohort, progression_fit, tmp_path_factory):
     fit_progression(progression_cohort, seed=6, prior_predictive=False).save(
         root / "other_seed", report=False
     )
-    other = write_progression_cohort(root / "other_cohort", seed=22)
+    other = write_progression_cohort(root / "other_cohort", seed=8)
     fit_progression(other, prior_predictive=False).save(root / "other_data", report=False)
     return root
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from shared_fits import HEADLINE, posterior_summary
 
-from magbayes.fit import FitResult
+from magbayes import FitResult
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "posterior_reference.json").read_text())
 #: Monte Carlo standard errors allowed between this fit and the reference.
