@@ -1,6 +1,7 @@
 # Two entry points on a fresh machine:
 #   make demo   simulate a cohort, fit the default model, write the report (demo/results)
 #   make test   run the test suite
+#   make test-fast  run the tests that fit no model and run no sampler (not marked slow)
 # Both create the virtual environment in .venv and install magbayes into it, with the versions
 # pinned in constraints.txt (the ones the tests passed with).
 #   make lock   resolve the dependencies again (newest within pyproject.toml's bounds) into
@@ -13,7 +14,7 @@ SEED    ?= 2020
 LOCK    := constraints.txt
 LOCKENV := .lock-venv
 
-.PHONY: demo test lint format clean venv lock
+.PHONY: demo test test-fast lint format clean venv lock
 
 venv: $(STAMP)
 
@@ -40,6 +41,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check magbayes tests scripts benchmarks

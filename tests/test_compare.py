@@ -1,17 +1,19 @@
 """PSIS-LOO comparison of fits (magbayes.report.compare, `magbayes compare`).
 
 Unit tests build fits in memory with chosen log-likelihoods (fast); the command-line tests
-share two small real fits of different specs on one cohort, and one on another cohort.
+share two small real fits of one cohort, and one of another cohort.
 """
 
 from __future__ import annotations
+
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from shared_fits import fit_progression, write_progression_cohort
 
-import magbayes as mb
 from magbayes.cli import main
 from magbayes.fit import FitResult
 from magbayes.report.compare import (
@@ -138,42 +140,29 @@ def test_fit_names_are_unique():
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    """Two specs fitted to one cohort, and the first spec fitted to another cohort."""
+def folders(progression_cohort, progression_fit, tmp_path_factory):
+    """Two fits of one cohort (the session's shared progression fit and a fit with another
+    seed), and the same spec fitted to another cohort of the same structure: one compiled
+    model for all three."""
     root = tmp_path_factory.mktemp("compare")
-    cohorts = {}
-    for name, seed in (("cohort", 21), ("other_cohort", 22)):
-        mb.simulate_cohort(n_patients=12, seed=seed).write(root / name, overwrite=True)
-        cohorts[name] = mb.load_cohort(root / name)
-    runs = {
-        "default": ("cohort", {}),
-        "no_later_line": ("cohort", {"treatments": {"later_line_effect": False}}),
-        "other_data": ("other_cohort", {}),
-    }
-    for name, (cohort, overrides) in runs.items():
-        result = mb.fit(
-            cohorts[cohort],
-            "progression",
-            draws=100,
-            tune=100,
-            chains=2,
-            seed=3,
-            overrides=overrides,
-            prior_predictive=False,
-        )
-        result.save(root / name, report=False)
+    shutil.copytree(progression_fit[1], root / "default")
+    fit_progression(progression_cohort, seed=6, prior_predictive=False).save(
+        root / "other_seed", report=False
+    )
+    other = write_progression_cohort(root / "other_cohort", seed=8)
+    fit_progression(other, prior_predictive=False).save(root / "other_data", report=False)
     return root
 
 
 @pytest.mark.slow
 def test_compare_command_prints_and_writes_the_table(folders, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    status = main(["compare", str(folders / "default"), str(folders / "no_later_line")])
+    status = main(["compare", str(folders / "default"), str(folders / "other_seed")])
     assert status == 0
     out = capsys.readouterr().out
     assert "PSIS-LOO comparison" in out
     table = pd.read_csv(tmp_path / "comparison.csv", index_col="fit")  # the default name
-    assert set(table.index) == {"default", "no_later_line"}
+    assert set(table.index) == {"default", "other_seed"}
     for column in ("rank", "elpd", "se", "elpd_diff", "weight", "pareto_k_gt_0_7"):
         assert column in table.columns
     assert sorted(table["rank"]) == [0, 1]
@@ -190,7 +179,7 @@ def test_compare_command_prints_and_writes_the_table(folders, tmp_path, capsys, 
 def test_compare_command_writes_to_out(folders, tmp_path):
     out = tmp_path / "sub" / "loo.csv"
     status = main(
-        ["compare", str(folders / "default"), str(folders / "no_later_line"), "--out", str(out)]
+        ["compare", str(folders / "default"), str(folders / "other_seed"), "--out", str(out)]
     )
     assert status == 0
     assert len(pd.read_csv(out)) == 2

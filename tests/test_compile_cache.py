@@ -170,6 +170,7 @@ def _assert_same_density(compiled, reference, seed=3):
         np.testing.assert_allclose(gradient, gradient_ref, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_cached_model_gives_nutpies_density_and_gradient():
     model = small_model()
     compiled, source = compile_for_nutpie(model)
@@ -186,6 +187,7 @@ def test_cached_model_gives_nutpies_density_and_gradient():
         np.testing.assert_array_equal(_draws(again)[name].values, ours[name].values)
 
 
+@pytest.mark.slow
 def test_another_cohort_of_the_same_structure_loads_the_compiled_model():
     compile_for_nutpie(data_model())  # compiled here (or earlier)
     other = data_model(n_sites=4, per_site=5, seed=21)  # other sizes and values
@@ -219,6 +221,7 @@ def test_a_model_with_more_than_thirty_data_inputs_compiles():
         np.testing.assert_allclose(gradient, dlogp({"level": level}), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_with_data_gives_the_density_of_the_new_data():
     compiled, _ = compile_for_nutpie(data_model())
     other = data_model(seed=31)  # same sizes, other outcomes
@@ -244,6 +247,7 @@ LOAD_AND_DRAW = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_later_processes_load_the_compiled_model_and_draw_the_same():
     compile_for_nutpie(small_model())  # compiled here (or earlier)
     results = []
@@ -275,6 +279,7 @@ def test_a_damaged_index_entry_is_compiled_again():
         assert stored == [["int64", 1], ["int64", 0], ["int64", 0]]
 
 
+@pytest.mark.slow
 def test_sample_posterior_draws_what_pm_sample_draws(monkeypatch):
     model = small_model()
     settings = {"draws": 100, "tune": 100, "chains": 2, "cores": 1, "seed": 7}
@@ -331,6 +336,7 @@ def _nutpie_without(monkeypatch, name, replacement=None):
     monkeypatch.setitem(sys.modules, "nutpie.compile_pymc", changed)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "replacement"),
     [
@@ -439,6 +445,7 @@ def two_fits_at_once(tmp_path_factory):
     return compile_dir, results, time.perf_counter() - started
 
 
+@pytest.mark.slow
 def test_two_fits_at_once_compile_once_and_leave_one_whole_entry(two_fits_at_once):
     compile_dir, results, _ = two_fits_at_once
     # one compiled (holding the entry's lock), the other waited and loaded what it stored
@@ -453,6 +460,7 @@ def test_two_fits_at_once_compile_once_and_leave_one_whole_entry(two_fits_at_onc
     assert not [p for p in (compile_dir / "numba").iterdir() if ".tmp." in p.name]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
 def test_damaged_numba_files_are_compiled_again_with_a_warning(two_fits_at_once, damage):
     compile_dir, _, _ = two_fits_at_once

@@ -23,8 +23,6 @@ from magbayes.report import write_report
 from magbayes.report.compare import compare_fits
 from magbayes.simulate import simulate_cohort
 
-pytestmark = pytest.mark.slow
-
 
 def _design(cohort, spec) -> Design:
     patients = cohort.patients
@@ -94,6 +92,7 @@ def cohort():
     return simulate_cohort(n_patients=47, n_sites=2, seed=11).cohort
 
 
+@pytest.mark.slow
 def test_a_model_defined_alone_fits_saves_loads_reports_and_compares(cohort, tmp_path):
     result = mb.fit(cohort, "last_score", seed=3)
     assert result.model == "last_score"

@@ -1,4 +1,7 @@
-"""The response report shows the headline under the spec's alternative priors."""
+"""The response report shows the headline under the spec's alternative priors.
+
+Both tests read the session's shared fits (conftest.py).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,9 @@ import magbayes as mb
 from magbayes.analyses.prior_sensitivity import prior_sensitivity_writer, write_prior_sensitivity
 
 
-def test_prior_sensitivity_table_is_saved_and_reported(tmp_path):
-    sim = mb.simulate_cohort(n_patients=30, seed=4)
-    result = mb.fit(sim.cohort, "response", draws=60, tune=60, chains=1, seed=5)
+@pytest.mark.slow
+def test_prior_sensitivity_table_is_saved_and_reported(response_sim, response_fit, tmp_path):
+    sim, result = response_sim, response_fit
     plain = result.save(tmp_path / "plain")
     assert "Prior sensitivity" not in (plain / "report.md").read_text()
 
@@ -43,12 +46,14 @@ def test_prior_sensitivity_table_is_saved_and_reported(tmp_path):
         assert f"`interaction_sd` = {value:g}" in report
 
 
-def test_no_alternatives_no_refit(tmp_path):
-    sim = mb.simulate_cohort(n_patients=20, seed=6)
-    result = mb.fit(sim.cohort, "progression", draws=30, tune=30, chains=1, seed=1)
+@pytest.mark.slow
+def test_no_alternatives_no_refit(progression_cohort, progression_fit, tmp_path):
+    result, _ = progression_fit
 
     def must_not_fit(*args, **kwargs):
         raise AssertionError("the progression spec has no [priors.sensitivity]")
 
-    assert write_prior_sensitivity(result, sim.cohort, tmp_path, fitter=must_not_fit) is None
+    assert (
+        write_prior_sensitivity(result, progression_cohort, tmp_path, fitter=must_not_fit) is None
+    )
     assert not (tmp_path / "prior_sensitivity.csv").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from shared_fits import fit_progression
 
 import magbayes as mb
 from magbayes.errors import SpecError
@@ -521,22 +522,22 @@ def test_intervals_cover_truth_on_a_large_cohort():
 # ----------------------------------------------------------------------------- pipeline
 
 
-@pytest.fixture(scope="module")
-def tiny_fit():
-    sim = mb.simulate_cohort(n_patients=25, seed=7)
-    return sim, mb.fit(sim.cohort, "progression", draws=60, tune=60, chains=2, seed=3)
+# The tests below read the session's shared progression fit (conftest.py): 25 simulated
+# patients, 2 x 100 draws.
 
 
-def test_same_seed_same_posterior(tiny_fit):
-    sim, first = tiny_fit
-    again = mb.fit(sim.cohort, "progression", draws=60, tune=60, chains=2, seed=3)
+@pytest.mark.slow
+def test_same_seed_same_posterior(progression_cohort, progression_fit):
+    first, _ = progression_fit
+    again = fit_progression(progression_cohort, prior_predictive=False)
     a = first.posterior["posterior"]["gamma_rituximab_x_sural"].values
     b = again.posterior["posterior"]["gamma_rituximab_x_sural"].values
     np.testing.assert_array_equal(a, b)
 
 
-def test_posterior_has_every_group_with_labelled_dims(tiny_fit):
-    _, result = tiny_fit
+@pytest.mark.slow
+def test_posterior_has_every_group_with_labelled_dims(progression_fit):
+    result, _ = progression_fit
     tree = result.posterior
     for group in (
         "posterior",
@@ -556,8 +557,9 @@ def test_posterior_has_every_group_with_labelled_dims(tiny_fit):
     assert tree["posterior_predictive"]["score"].dims[-1] == "visit"
 
 
-def test_headline_has_contract_keys(tiny_fit):
-    _, result = tiny_fit
+@pytest.mark.slow
+def test_headline_has_contract_keys(progression_fit):
+    result, _ = progression_fit
     headline = result.headline()
     for key in (
         "question",
@@ -579,22 +581,24 @@ def test_headline_has_contract_keys(tiny_fit):
     assert headline["p_sural_predicts_rituximab_benefit"] == pytest.approx((draws < 0).mean())
 
 
-def test_tiny_fit_fails_the_convergence_gate(tiny_fit):
-    _, result = tiny_fit
+@pytest.mark.slow
+def test_tiny_fit_fails_the_convergence_gate(progression_fit):
+    result, _ = progression_fit
     diagnostics = result.diagnostics()
     assert diagnostics["ess_bulk_min"] < 400
     assert diagnostics["passed"] is False
     assert any("bulk ESS" in reason for reason in diagnostics["reasons"])
 
 
-def test_divergences_bring_advice_fitting_the_parametrisation(tiny_fit):
+@pytest.mark.slow
+def test_divergences_bring_advice_fitting_the_parametrisation(progression_fit):
     """A fit with a divergent transition is told what to change: the target acceptance, and
     with centred patient levels the non-centred form, quoting the fitted spread of levels."""
     import dataclasses
 
     import xarray as xr
 
-    _, result = tiny_fit
+    result, _ = progression_fit
     tree = result.posterior.copy()
     stats = tree["sample_stats"].to_dataset()
     diverging = stats["diverging"].copy()
@@ -616,6 +620,7 @@ def test_divergences_bring_advice_fitting_the_parametrisation(tiny_fit):
     assert any("target_accept" in advice for advice in other["advice"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("score", "n_cutpoints"), [("onls", 12), ("mrs", 6), ("irods", None)])
 def test_every_score_can_be_the_outcome(small_sim, score, n_cutpoints):
     result = mb.fit(

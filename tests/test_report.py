@@ -1,7 +1,8 @@
 """Reports, figures and the prior predictive check (magbayes.report, `magbayes report`).
 
-One small progression fit (14 simulated patients, 2 chains x 100 draws, seeded) is shared
-by the module; every other test reads it, reopens it or rewrites its report.
+The tests that read a fit take the session's shared progression fit (conftest.py: 25
+simulated patients, 2 chains x 100 draws, seeded, saved with its report); they read it,
+reopen it or rewrite its report in a copy.
 """
 
 from __future__ import annotations
@@ -43,34 +44,6 @@ RESULT_FILES = [
     "report.html",
 ]
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    """A small simulated cohort written to disk and read back (so it has a SHA-256)."""
-    folder = tmp_path_factory.mktemp("cohort")
-    mb.simulate_cohort(n_patients=14, seed=11).write(folder, overwrite=True)
-    return mb.load_cohort(folder)
-
-
-@pytest.fixture(scope="module")
-def fitted(cohort, tmp_path_factory):
-    """(result, folder): one tiny progression fit saved with its report."""
-    result = mb.fit(
-        cohort,
-        "progression",
-        draws=100,
-        tune=100,
-        chains=2,
-        seed=5,
-        overrides={"sampler": {"prior_draws": 100}},
-        command="magbayes fit progression --data COHORT --out RESULTS --seed 5",
-    )
-    folder = tmp_path_factory.mktemp("fit") / "results"
-    result.save(folder, report=True)
-    return result, folder
-
 
 def _flat(tree: dict, prefix: str = "") -> dict:
     out = {}
@@ -90,8 +63,9 @@ def _is_png(path) -> bool:
 # ----------------------------------------------------------------------------- round trip
 
 
-def test_saved_and_reopened_fit_gives_the_same_headline(fitted):
-    result, folder = fitted
+@pytest.mark.slow
+def test_saved_and_reopened_fit_gives_the_same_headline(progression_fit):
+    result, folder = progression_fit
     reopened = load_fit(folder)
     again, original = _flat(reopened.headline()), _flat(result.headline())
     assert again.keys() == original.keys()
@@ -107,8 +81,9 @@ def test_saved_and_reopened_fit_gives_the_same_headline(fitted):
     assert saved["mcse"] == pytest.approx(reopened.headline()["mcse"])
 
 
-def test_every_promised_file_and_figure_exists(fitted):
-    _, folder = fitted
+@pytest.mark.slow
+def test_every_promised_file_and_figure_exists(progression_fit):
+    _, folder = progression_fit
     for name in RESULT_FILES:
         assert (folder / name).is_file(), name
         assert (folder / name).stat().st_size > 0, name
@@ -116,8 +91,9 @@ def test_every_promised_file_and_figure_exists(fitted):
         assert _is_png(folder / "figures" / f"{name}.png"), name
 
 
-def test_a_figure_that_does_not_apply_is_skipped_and_the_report_says_why(fitted):
-    _, folder = fitted
+@pytest.mark.slow
+def test_a_figure_that_does_not_apply_is_skipped_and_the_report_says_why(progression_fit):
+    _, folder = progression_fit
     assert not (folder / "figures" / "survival_curves.png").exists()
     markdown = (folder / "report.md").read_text()
     assert "`survival_curves.png`" in markdown
@@ -127,8 +103,9 @@ def test_a_figure_that_does_not_apply_is_skipped_and_the_report_says_why(fitted)
 # ----------------------------------------------------------------------------- report content
 
 
-def test_html_is_self_contained_with_every_figure_embedded(fitted):
-    _, folder = fitted
+@pytest.mark.slow
+def test_html_is_self_contained_with_every_figure_embedded(progression_fit):
+    _, folder = progression_fit
     html = (folder / "report.html").read_text()
     sources = re.findall(r'<img[^>]*\bsrc="([^"]*)"', html)
     assert sources, "no images in the HTML"
@@ -138,16 +115,18 @@ def test_html_is_self_contained_with_every_figure_embedded(fitted):
     assert not re.search(r'href="(?!#)', html), "links to files outside the page"
 
 
-def test_markdown_links_each_drawn_figure(fitted):
-    _, folder = fitted
+@pytest.mark.slow
+def test_markdown_links_each_drawn_figure(progression_fit):
+    _, folder = progression_fit
     markdown = (folder / "report.md").read_text()
     linked = re.findall(r"!\[[^\]]*\]\((figures/[^)]+\.png)\)", markdown)
     assert sorted(linked) == sorted(f"figures/{n}.png" for n in PROGRESSION_FIGURES)
     assert all((folder / link).is_file() for link in linked)
 
 
-def test_report_states_question_headline_methods_diagnostics_and_provenance(fitted):
-    result, folder = fitted
+@pytest.mark.slow
+def test_report_states_question_headline_methods_diagnostics_and_provenance(progression_fit):
+    result, folder = progression_fit
     markdown = (folder / "report.md").read_text()
     headline = json.loads((folder / "headline.json").read_text())
     diagnostics = json.loads((folder / "diagnostics.json").read_text())
@@ -184,8 +163,9 @@ def test_report_states_question_headline_methods_diagnostics_and_provenance(fitt
             assert f"`{key}`" in markdown
 
 
-def test_effects_table_matches_summary_csv(fitted):
-    _, folder = fitted
+@pytest.mark.slow
+def test_effects_table_matches_summary_csv(progression_fit):
+    _, folder = progression_fit
     markdown = (folder / "report.md").read_text()
     summary = pd.read_csv(folder / "summary.csv", index_col="parameter")
     for name in ("gamma_rituximab_x_sural", "gamma_rituximab", "slope"):
@@ -194,8 +174,9 @@ def test_effects_table_matches_summary_csv(fitted):
         assert f"{row['mean']:.3f}" in markdown
 
 
-def test_failed_convergence_is_reported_with_its_reasons(fitted, tmp_path, monkeypatch):
-    result, _ = fitted
+@pytest.mark.slow
+def test_failed_convergence_is_reported_with_its_reasons(progression_fit, tmp_path, monkeypatch):
+    result, _ = progression_fit
     real = FitResult.diagnostics
 
     def failing(self):
@@ -221,11 +202,12 @@ def test_failed_convergence_is_reported_with_its_reasons(fitted, tmp_path, monke
 # ----------------------------------------------------------------------------- magbayes report
 
 
-def test_report_command_rewrites_without_sampling(fitted, tmp_path, monkeypatch, capsys):
+@pytest.mark.slow
+def test_report_command_rewrites_without_sampling(progression_fit, tmp_path, monkeypatch, capsys):
     import nutpie
     import pymc
 
-    _, folder = fitted
+    _, folder = progression_fit
     copy = tmp_path / "results"
     shutil.copytree(folder, copy)
     for name in ("report.md", "report.html"):
@@ -257,19 +239,23 @@ def test_report_command_on_a_folder_without_results_is_bad_input(tmp_path, capsy
 # ------------------------------------------------------- results tied to data and layout
 
 
-def test_a_saved_fit_reopens_with_the_cohort_it_was_fitted_to(fitted, cohort):
-    result, folder = fitted
+@pytest.mark.slow
+def test_a_saved_fit_reopens_with_the_cohort_it_was_fitted_to(progression_fit, progression_cohort):
+    result, folder = progression_fit
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["data_sha256"] == cohort.sha256
+    assert manifest["data_sha256"] == progression_cohort.sha256
     assert manifest["layout_version"] == RESULTS_LAYOUT
-    assert load_fit(folder, cohort=cohort).data_sha256 == cohort.sha256
-    assert load_fit(folder, cohort=cohort.source).headline() == result.headline()
+    assert load_fit(folder, cohort=progression_cohort).data_sha256 == progression_cohort.sha256
+    assert load_fit(folder, cohort=progression_cohort.source).headline() == result.headline()
 
 
-def test_a_cohort_with_one_score_changed_is_refused_naming_both_hashes(fitted, cohort, tmp_path):
-    _, folder = fitted
+@pytest.mark.slow
+def test_a_cohort_with_one_score_changed_is_refused_naming_both_hashes(
+    progression_fit, progression_cohort, tmp_path
+):
+    _, folder = progression_fit
     changed = tmp_path / "cohort"
-    shutil.copytree(cohort.source, changed)
+    shutil.copytree(progression_cohort.source, changed)
     visits = pd.read_csv(changed / "visits.csv")
     visits.loc[0, "incat"] = (int(visits.loc[0, "incat"]) + 1) % 10
     visits.to_csv(changed / "visits.csv", index=False)
@@ -277,12 +263,15 @@ def test_a_cohort_with_one_score_changed_is_refused_naming_both_hashes(fitted, c
     for given in (other, changed):
         with pytest.raises(mb.CohortMismatchError) as refused:
             load_fit(folder, cohort=given)
-        assert cohort.sha256 in str(refused.value) and other.sha256 in str(refused.value)
+        assert progression_cohort.sha256 in str(refused.value) and other.sha256 in str(
+            refused.value
+        )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", [1, None])
-def test_a_results_folder_of_another_layout_is_refused(fitted, tmp_path, capsys, layout):
-    _, folder = fitted
+def test_a_results_folder_of_another_layout_is_refused(progression_fit, tmp_path, capsys, layout):
+    _, folder = progression_fit
     copy = tmp_path / "results"
     shutil.copytree(folder, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
@@ -300,9 +289,13 @@ def test_a_results_folder_of_another_layout_is_refused(fitted, tmp_path, capsys,
 # ----------------------------------------------------------------------------- prior only
 
 
-def test_sample_prior_draws_trajectories_over_twelve_years(cohort, tmp_path):
+def test_sample_prior_draws_trajectories_over_twelve_years(progression_cohort, tmp_path):
     sample = sample_prior(
-        cohort, "progression", draws=60, seed=3, visit_years=prior_visit_years("progression")
+        progression_cohort,
+        "progression",
+        draws=60,
+        seed=3,
+        visit_years=prior_visit_years("progression"),
     )
     assert "posterior" not in sample.tree.children
     assert sample.tree["prior"].sizes["draw"] == 60
@@ -322,7 +315,7 @@ def test_sample_prior_draws_trajectories_over_twelve_years(cohort, tmp_path):
 
 
 def test_fit_prior_only_flag_writes_the_prior_check_and_does_not_sample(
-    cohort, tmp_path, monkeypatch, capsys
+    progression_cohort, tmp_path, monkeypatch, capsys
 ):
     import importlib
 
@@ -340,7 +333,7 @@ def test_fit_prior_only_flag_writes_the_prior_check_and_does_not_sample(
             "fit",
             "progression",
             "--data",
-            str(cohort.source),
+            str(progression_cohort.source),
             "--out",
             str(out),
             "--prior-only",

@@ -14,6 +14,7 @@ import pandas as pd
 import pymc as pm
 import pytest
 from scipy.special import expit, logsumexp
+from shared_fits import RESPONSE_RUN
 
 from magbayes.analyses import prior_sensitivity
 from magbayes.cohort.tables import Cohort
@@ -21,6 +22,7 @@ from magbayes.errors import SpecError
 from magbayes.fit import fit, prepare, resolve_spec
 from magbayes.models import response
 from magbayes.models.base import SHARED_DEFAULTS
+from magbayes.sampler import sample_posterior
 from magbayes.simulate import simulate_cohort
 from magbayes.spec import load_spec
 
@@ -41,13 +43,11 @@ def _rebuild(cohort: Cohort, treatments: pd.DataFrame) -> Cohort:
 
 
 def _sample(cohort: Cohort, spec, seed: int, **kwargs):
-    """Posterior draws of the response model (no predictive draws)."""
+    """Posterior draws of the response model (no predictive draws), sampled as ``mb.fit``
+    samples: the spec's ``[sampler]`` settings, the compile cache, nutpie."""
     _, design, model = prepare(cohort, spec)
-    settings = {**DRAWS, **kwargs}
-    tree = pm.sample(
-        model=model, nuts_sampler="nutpie", random_seed=seed, progressbar=False, **settings
-    )
-    return tree, design
+    settings = {**spec.section("sampler"), **DRAWS, **kwargs, "seed": seed}
+    return sample_posterior(model, settings), design
 
 
 def _point_logps(model: pm.Model, n_points: int = 3, seed: int = 0) -> list[np.ndarray]:
@@ -66,12 +66,6 @@ def _point_logps(model: pm.Model, n_points: int = 3, seed: int = 0) -> list[np.n
 def sim200():
     """200 patients, a large interaction (alpha_rituximab_x_sural = 3 log-odds)."""
     return simulate_cohort(n_patients=200, n_sites=2, sural_rituximab_effect=-1.5, seed=11)
-
-
-@pytest.fixture(scope="module")
-def sim47():
-    """The seed study's size, default effects."""
-    return simulate_cohort(n_patients=47, n_sites=2, seed=2020)
 
 
 # --------------------------------------------------------------------------- spec
@@ -111,9 +105,9 @@ def test_bad_spec_values_are_refused(override, message):
 # --------------------------------------------------------------------------- design
 
 
-def test_design_has_real_labels_and_honest_counts(sim47):
-    design = response.make_design(sim47.cohort, _spec())
-    c, counts = sim47.cohort, design.counts
+def test_design_has_real_labels_and_honest_counts(response_sim):
+    design = response.make_design(response_sim.cohort, _spec())
+    c, counts = response_sim.cohort, design.counts
     assert design.coords["patient"] == c.patient_ids
     assert design.coords["site"] == c.sites
     assert design.coords["treatment"][0] == "ivig"
@@ -146,15 +140,15 @@ def test_design_has_real_labels_and_honest_counts(sim47):
     assert "courses_left_out_response_unknown" in str(design)
 
 
-def test_partial_is_coded_as_the_spec_says(sim47):
-    ratings = sim47.cohort.treatments["response"]
+def test_partial_is_coded_as_the_spec_says(response_sim):
+    ratings = response_sim.cohort.treatments["response"]
     for likelihood, partial, expected in [
         ("logistic", "failure", {"good": 1, "partial": 0, "none": 0}),
         ("logistic", "success", {"good": 1, "partial": 1, "none": 0}),
         ("ordered_logistic", "failure", {"good": 2, "partial": 1, "none": 0}),
     ]:
         spec = _spec(outcome={"likelihood": likelihood, "partial": partial})
-        design = response.make_design(sim47.cohort, spec)
+        design = response.make_design(response_sim.cohort, spec)
         known = ratings[ratings.isin(["good", "partial", "none"])].map(expected).to_numpy()
         np.testing.assert_array_equal(design.data["course_rating"], known)
     assert design.coords["response_cut"] == ["none|partial", "partial|good"]
@@ -273,14 +267,15 @@ def test_exclude_leaves_unknown_sural_patients_out_and_says_so(sim200):
 
 
 @pytest.fixture(scope="module")
-def ordinal_fit(sim47):
+def ordinal_fit(response_sim):
     """The ordered scale through the whole pipeline (magbayes.fit.fit)."""
     spec = _spec(outcome={"likelihood": "ordered_logistic"})
-    result = fit(sim47.cohort, spec, draws=200, tune=300, chains=2, seed=3)
+    result = fit(response_sim.cohort, spec, draws=200, tune=300, chains=2, seed=3)
     return result, spec
 
 
-def test_ordinal_fit_has_loo_predictive_and_labels(ordinal_fit, sim47):
+@pytest.mark.slow
+def test_ordinal_fit_has_loo_predictive_and_labels(ordinal_fit, response_sim):
     result, spec = ordinal_fit
     tree = result.posterior
     post = tree["posterior"]
@@ -297,7 +292,7 @@ def test_ordinal_fit_has_loo_predictive_and_labels(ordinal_fit, sim47):
     loo = az.loo(tree, var_name="response")
     assert np.isfinite(loo.elpd)
 
-    design = response.make_design(sim47.cohort, spec)
+    design = response.make_design(response_sim.cohort, spec)
     observed = tree["observed_data"]["response"]
     assert observed.dims == ("course",)
     assert list(observed["course"].values) == design.coords["course"]
@@ -318,9 +313,10 @@ def test_ordinal_fit_has_loo_predictive_and_labels(ordinal_fit, sim47):
     np.testing.assert_allclose(benefit["sural_preserved"], post["alpha_rituximab"])
 
 
-def test_power_scaling_runs_without_refit(ordinal_fit, sim47, tmp_path):
+@pytest.mark.slow
+def test_power_scaling_runs_without_refit(ordinal_fit, response_sim, tmp_path):
     result, spec = ordinal_fit
-    _, _, model = prepare(sim47.cohort, spec)
+    _, _, model = prepare(response_sim.cohort, spec)
     table = prior_sensitivity.power_scaling(result.posterior, model, model_name="response")
     assert list(table.index) == ["alpha_rituximab_x_sural", "alpha_rituximab"]
     assert {"prior", "prior_own", "likelihood", "diagnosis"} <= set(table.columns)
@@ -332,6 +328,7 @@ def test_power_scaling_runs_without_refit(ordinal_fit, sim47, tmp_path):
     assert path.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_large_effect_is_recovered(sim200):
     tree, design = _sample(sim200.cohort, _spec(), seed=1)
     contrast = tree["posterior"]["alpha_rituximab_x_sural"]
@@ -343,6 +340,7 @@ def test_large_effect_is_recovered(sim200):
     assert int(tree["sample_stats"]["diverging"].sum()) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_no_effect_gives_no_extreme_answer(seed):
     cohort = simulate_cohort(n_patients=120, n_sites=2, sural_rituximab_effect=0.0, seed=seed)
@@ -367,10 +365,12 @@ def test_prior_alternatives_are_labelled():
         )
 
 
-def test_refit_priors_tabulates_the_headline_under_each_prior(sim47):
+@pytest.mark.slow
+def test_refit_priors_tabulates_the_headline_under_each_prior(response_sim):
+    # the shared response fit's settings: its default-prior fit is loaded, not compiled
     quick = functools.partial(fit, prior_predictive=False)
     table = prior_sensitivity.refit_priors(
-        sim47.cohort, "response", draws=200, tune=200, chains=2, seed=4, fitter=quick
+        response_sim.cohort, "response", **RESPONSE_RUN, fitter=quick
     )
     assert list(table["label"]) == ["default", "narrower", "wider"]
     assert list(table["value"]) == [1.0, 0.5, 2.5]

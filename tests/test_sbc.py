@@ -295,6 +295,7 @@ def test_sbc_of_worsening_runs_a_few_fits(tmp_path, client):
 # --------------------------------------------------------------------------- runner
 
 
+@pytest.mark.slow
 def test_resume_skips_fits_already_recorded(tmp_path, client):
     structure = ToyStructure()
     first = run_sbc(
@@ -329,6 +330,7 @@ def test_resume_skips_fits_already_recorded(tmp_path, client):
         )
 
 
+@pytest.mark.slow
 def test_interrupted_fit_is_rerun(tmp_path, client):
     structure = ToyStructure()
     settings = SBCSettings(fits=2, seed=0, **FAST)
@@ -344,6 +346,7 @@ def test_interrupted_fit_is_rerun(tmp_path, client):
     assert sorted(ranks["fit"].tolist()) == [0, 1]  # no duplicated rows for fit 1
 
 
+@pytest.mark.slow
 def test_failed_fit_is_recorded_not_lost(tmp_path, client):
     structure = ToyStructure(fail_fits=(1,), run_seed=5)
     result = run_sbc(
@@ -368,6 +371,7 @@ def test_failed_fit_is_recorded_not_lost(tmp_path, client):
     )
 
 
+@pytest.mark.slow
 def test_shifted_generating_prior_gives_non_uniform_ranks(tmp_path, client):
     n_fits = 40
     settings = SBCSettings(fits=n_fits, seed=11, **FAST)

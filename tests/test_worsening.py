@@ -535,24 +535,18 @@ def test_group_benefit():
 
 
 @pytest.mark.slow
-def test_fit_pipeline_results_folder_and_loo_comparison(tmp_path):
-    """The default 47-patient cohort through ``mb.fit``; piecewise vs Weibull by LOO."""
-    import magbayes as mb
-    from magbayes.simulate import simulate_cohort
+def test_fit_pipeline_results_folder_and_loo_comparison(worsening_sim, worsening_fit, tmp_path):
+    """The default 47-patient cohort through ``mb.fit`` (the session's shared piecewise fit,
+    conftest.py); piecewise vs Weibull by LOO."""
+    from shared_fits import fit_worsening
 
-    sim = simulate_cohort(n_patients=47, n_sites=2, seed=4)
-    fits = {}
-    for kind in ("piecewise", "weibull"):
-        fits[kind] = mb.fit(
-            sim.cohort,
-            "worsening",
-            draws=300,
-            tune=300,
-            chains=2,
-            seed=1,
-            overrides={"baseline_hazard": {"kind": kind}},
-            prior_predictive=False,
-        )
+    import magbayes as mb
+
+    fits = {
+        "piecewise": worsening_fit,
+        "weibull": fit_worsening(worsening_sim.cohort, baseline_hazard={"kind": "weibull"}),
+    }
+    assert worsening_fit.spec.section("baseline_hazard")["kind"] == "piecewise"
     result = fits["piecewise"]
     tree = result.posterior
     assert tree["log_likelihood"]["worsening"].sizes["patient"] == len(
@@ -596,18 +590,14 @@ def sparse_cohort():
 
 
 def _fit(cohort, event_time: str) -> xr.Dataset:
+    """Posterior draws sampled as ``mb.fit`` samples (the spec's ``[sampler]``, target
+    acceptance 0.9, through the compile cache), without the predictive draws."""
+    from magbayes.sampler import sample_posterior
+
     spec = spec_with(outcome={"event_time": event_time})
     model = w.build_model(w.make_design(cohort, spec), spec)
-    tree = pm.sample(
-        model=model,
-        draws=400,
-        tune=400,
-        chains=2,
-        random_seed=1,
-        nuts_sampler="nutpie",
-        target_accept=0.9,  # as in the spec's [sampler]
-        progressbar=False,
-    )
+    settings = {**spec.section("sampler"), "draws": 400, "tune": 400, "chains": 2, "seed": 1}
+    tree = sample_posterior(model, settings)
     # a check of coverage and bias, not of the gate: at 2 x 400 draws a divergent transition
     # comes and goes with the last bits of the compiled arithmetic (none after a fresh
     # compile, 1 of 800 with the same graph loaded from PyTensor's cache)
