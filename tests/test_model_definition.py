@@ -116,6 +116,8 @@ def test_a_model_defined_alone_fits_saves_loads_reports_and_compares(cohort, tmp
     drawn = {f.name for f in files.figures}
     assert {"forest", "headline", "ppc"} <= drawn
     assert "trajectories" in {s.name for s in files.skipped}  # no score at each visit
+    again = (tmp_path / "again" / "report.md").read_text()
+    assert "`trajectories.png`" in again and "not a score at each visit" in again
 
     wider = mb.fit(cohort, "last_score", seed=3, overrides={"priors": {"effect_sd": 3.0}})
     comparison = compare_fits({"narrow": result, "wide": wider})

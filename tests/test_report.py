@@ -92,12 +92,15 @@ def test_every_promised_file_and_figure_exists(progression_fit):
 
 
 @pytest.mark.slow
-def test_a_figure_that_does_not_apply_is_skipped_and_the_report_says_why(progression_fit):
+def test_a_report_shows_its_own_model_s_figures_only(progression_fit):
+    # survival curves belong to the worsening model's definition, the timing contrast to
+    # the progression model's (a figure that does not apply: tests/test_model_definition.py)
     _, folder = progression_fit
     assert not (folder / "figures" / "survival_curves.png").exists()
+    assert (folder / "figures" / "timing.png").is_file()
     markdown = (folder / "report.md").read_text()
-    assert "`survival_curves.png`" in markdown
-    assert "no hazard" in markdown
+    assert "survival_curves" not in markdown
+    assert "Prompt or delayed rituximab" in markdown
 
 
 # ----------------------------------------------------------------------------- report content

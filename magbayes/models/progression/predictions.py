@@ -22,10 +22,12 @@ Where each patient's level :math:`\ell_i` and rate :math:`r_i` come from, per po
   non-centred coordinates); an unknown early-sural status is drawn per posterior draw from
   its posterior given the patient's scores and the estimated prevalence;
 - a **new patient** (not in the fit): sampling-importance-resampling. For each population
-  draw, :data:`PARTICLES` candidate patients (level, rate, unknown status, missing
-  covariates) are drawn from the population model at the patient's site, weighted by the
-  likelihood of the scores seen so far, and one is kept. With no scores, the weights are
-  equal: the population's predictive.
+  draw, :data:`PARTICLES` candidate patients are drawn (unknown status, missing covariates
+  and an unseen site's offsets from the population model; level and rate from a proposal
+  adapted in :data:`ADAPTATION_ROUNDS` rounds to the scores seen so far, mixed with the
+  population model), weighted by prior x likelihood / proposal, and one is kept. With no
+  scores, the candidates come from the population model itself: the population's
+  predictive.
 
 :func:`score_distribution` turns latent draws into P(score = k) (exactly, no noise draws),
 the expected score and P(score >= threshold).
@@ -46,7 +48,7 @@ from magbayes.models import blocks, scores
 from magbayes.spec import Spec
 
 #: Candidate patients per posterior draw for a new patient (importance sampling).
-PARTICLES = 256
+PARTICLES = 64
 
 
 def _flat(da: xr.DataArray) -> np.ndarray:
@@ -403,32 +405,87 @@ def new_patient_effects(
             else:
                 x[..., c] = rng.standard_normal(shape)
         level_mean = level_mean + np.einsum("spc,sc->sp", x, p.params["beta_covariate"])
-    z = rng.standard_normal((*shape, 2))
+    rate_mean = p.get("slope")[:, None] + site_slope
     sd, corr = p.params["patient_sd"], p.get("patient_corr")[:, None]
-    level = level_mean + sd[:, None, 0] * z[..., 0]
-    rate = (
-        p.get("slope")[:, None]
-        + site_slope
-        + sd[:, None, 1] * (corr * z[..., 0] + np.sqrt(1.0 - corr**2) * z[..., 1])
-    )
+    sd_level, sd_rate = sd[:, None, 0], sd[:, None, 1]
     if patient.sural is None:
         prevalence = p.get("sural_reduced_prevalence", 0.5)[:, None]
         reduced = (rng.random(shape) < prevalence).astype(float)
     else:
         reduced = np.full(shape, float(patient.sural))
-    if len(observed):
+
+    def from_prior() -> tuple[np.ndarray, np.ndarray]:
+        z = rng.standard_normal((*shape, 2))
+        level = level_mean + sd_level * z[..., 0]
+        rate = rate_mean + sd_rate * (corr * z[..., 0] + np.sqrt(1.0 - corr**2) * z[..., 1])
+        return level, rate
+
+    def log_prior(level: np.ndarray, rate: np.ndarray) -> np.ndarray:
+        z = (level - level_mean) / sd_level
+        conditional_sd = sd_rate * np.sqrt(1.0 - corr**2)
+        return stats.norm.logpdf(level, level_mean, sd_level) + stats.norm.logpdf(
+            rate, rate_mean + corr * sd_rate * z, conditional_sd
+        )
+
+    repeated = _repeat_population(p, particles)
+
+    def log_lik(level: np.ndarray, rate: np.ndarray) -> np.ndarray:
+        if not len(observed):
+            return np.zeros(shape)
         flat = [a.reshape(-1) for a in (level, rate, reduced)]
-        repeated = _repeat_population(p, particles)
-        eta = latent(repeated, *flat, years, exposure)
-        logw = log_likelihood(repeated, eta, observed).reshape(shape)
-    else:
-        logw = np.zeros(shape)
+        return log_likelihood(repeated, latent(repeated, *flat, years, exposure), observed).reshape(
+            shape
+        )
+
+    level, rate = from_prior()
+    logw = log_lik(level, rate)
+    for _ in range(ADAPTATION_ROUNDS if len(observed) else 0):
+        level, rate, logw = _adapted(level, rate, logw, from_prior, log_prior, log_lik, rng)
     weights = np.exp(logw - logsumexp(logw, axis=1, keepdims=True))
     ess = float(np.mean(1.0 / np.sum(weights**2, axis=1)))
     cumulative = np.cumsum(weights, axis=1)
     pick = (cumulative < rng.random((n, 1))).sum(axis=1).clip(max=particles - 1)
     rows = np.arange(n)
     return level[rows, pick], rate[rows, pick], reduced[rows, pick], ess
+
+
+#: Rounds of adapting the importance proposal to a new patient's visits.
+ADAPTATION_ROUNDS = 2
+#: Share of each proposal drawn from the population model itself (a defensive mixture:
+#: the weights stay bounded when the adapted part misses).
+PRIOR_SHARE = 0.1
+#: Widening of the adapted part's covariance (its sd times 1.5).
+WIDEN = 2.25
+
+
+def _adapted(level, rate, logw, from_prior, log_prior, log_lik, rng):
+    """One round of adaptive importance sampling of (level, rate).
+
+    The weighted particles of every draw, pooled, give the mean and covariance of the
+    patient's level and rate; the next particles come from a normal with that mean and a
+    widened covariance, mixed with the population model (:data:`PRIOR_SHARE`), and are
+    weighted by prior x likelihood / proposal.
+    """
+    shape = level.shape
+    w = np.exp(logw - logsumexp(logw)).reshape(-1)
+    x = np.stack([level.reshape(-1), rate.reshape(-1)], axis=1)
+    mean = w @ x
+    centred = x - mean
+    cov = (centred * w[:, None]).T @ centred * WIDEN + 1e-8 * np.eye(2)
+    chol = np.linalg.cholesky(cov)
+    proposed = mean + rng.standard_normal((x.shape[0], 2)) @ chol.T
+    prior_level, prior_rate = from_prior()
+    use_prior = rng.random(shape) < PRIOR_SHARE
+    new_level = np.where(use_prior, prior_level, proposed[:, 0].reshape(shape))
+    new_rate = np.where(use_prior, prior_rate, proposed[:, 1].reshape(shape))
+    prior = log_prior(new_level, new_rate)
+    normal = (
+        stats.multivariate_normal(mean, cov)
+        .logpdf(np.stack([new_level.reshape(-1), new_rate.reshape(-1)], axis=1))
+        .reshape(shape)
+    )
+    proposal = np.logaddexp(np.log1p(-PRIOR_SHARE) + normal, np.log(PRIOR_SHARE) + prior)
+    return new_level, new_rate, prior + log_lik(new_level, new_rate) - proposal
 
 
 def _new_site(

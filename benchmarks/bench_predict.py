@@ -1,0 +1,64 @@
+"""Benchmark of predictions: new patients x times x strategies from a 4,000-draw posterior.
+
+Fits the default progression spec (4 x 1,000 draws) on a 47-patient simulated cohort, then
+predicts every patient of another simulated cohort (new patients: importance sampling on
+their visits) at 25 times under the 3 default strategies, and the fitted cohort's timing
+answer. Printed: ``fit_s`` (the whole fit, its timing answer included), ``timing_s`` (the
+timing answer alone), ``predict_s`` (``mb.predict`` for the new patients), per-patient
+seconds, and the mean importance-sampling ESS.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_predict.py
+    .venv/bin/python benchmarks/bench_predict.py --patients 100 --times 0:12:0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=100, help="new patients to predict")
+    parser.add_argument("--times", default="0:12:0.5", help="prediction times (25 by default)")
+    parser.add_argument("--seed", type=int, default=2020)
+    args = parser.parse_args()
+
+    import magbayes as mb
+    from magbayes.predict import parse_times
+
+    fitted = mb.simulate_cohort(n_patients=47, n_sites=2, seed=args.seed).cohort
+    started = time.perf_counter()
+    result = mb.fit(fitted, "progression", progress=False)
+    fit_s = time.perf_counter() - started
+    new = mb.simulate_cohort(n_patients=args.patients, n_sites=2, seed=args.seed + 1).cohort
+    times = parse_times(args.times)
+    started = time.perf_counter()
+    tree = mb.predict(result, new, times=times)
+    predict_s = time.perf_counter() - started
+    ds = tree["predictions"]
+    draws = int(
+        result.posterior["posterior"].sizes["chain"] * result.posterior["posterior"].sizes["draw"]
+    )
+    rows = {
+        "posterior_draws": draws,
+        "new_patients": int(ds.sizes["patient"]),
+        "times": int(ds.sizes["time"]),
+        "strategies": int(ds.sizes["strategy"]),
+        "fit_s": round(fit_s, 1),
+        "timing_s": round(result.timing.get("timing_answer_seconds", float("nan")), 2),
+        "predict_s": round(predict_s, 1),
+        "predict_s_per_patient": round(predict_s / max(1, ds.sizes["patient"]), 3),
+        "importance_ess_mean": round(float(np.nanmean(ds["importance_ess"].values)), 1),
+    }
+    width = max(len(k) for k in rows)
+    for key, value in rows.items():
+        print(f"{key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
