@@ -112,14 +112,8 @@ def latent_with_courses(
 
     Parameters
     ----------
-    visits : pandas.DataFrame
-        ``patient_id``, ``years_since_onset``.
-    patient_ids : list of str
-        Order of ``level``, ``rate`` and ``covariate_effect``.
-    level, rate : numpy.ndarray
-        Latent logit at onset; latent logit per year.
-    covariate_effect : numpy.ndarray
-        ``sum_c beta_covariate[c] * z_ic`` per patient.
+    visits, patient_ids, level, rate, covariate_effect
+        As for :func:`latent_disability`.
     courses : pandas.DataFrame
         ``patient_id``, ``treatment``, ``line``, ``start_years``.
     sural_reduced : dict
