@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from magbayes.predict.strategies import DEFAULT_STRATEGIES, apply_to_cohort
 from magbayes.simulate import simulate_cohort
 from magbayes.simulate.replay import (
     score_categories,
@@ -188,6 +189,37 @@ def test_true_contrast_groups_by_the_true_sural_status(sim_hazard):
             assert row["expected"] == pytest.approx(expected[members].mean(), rel=1e-12)
             assert row["p_at_or_above"] == pytest.approx(at_or_above[members].mean(), rel=1e-12)
     assert table.attrs["exact"] is False  # INCAT of a hazard-mode cohort
+
+
+def _default_strategy_contrast(sim) -> pd.DataFrame:
+    """true_contrast of magbayes.predict's default strategies, indexed by group and strategy."""
+    cohort = sim.cohort
+    strategies = {}
+    for strategy in DEFAULT_STRATEGIES:
+        treatments = apply_to_cohort(strategy, cohort).treatments
+        strategies[strategy.name] = {
+            pid: treatments[treatments["patient_id"] == pid] for pid in cohort.patients.index
+        }
+    return true_contrast(_truth(sim), cohort, strategies).set_index(["group", "strategy"])
+
+
+def test_default_strategies_replay_and_prompt_rituximab_helps_sural_reduced_most(sim_hazard):
+    """The strategy tables of magbayes.predict replay as they are (lines renumbered there)."""
+    table = _default_strategy_contrast(sim_hazard)
+    reduced = table.loc["sural_reduced", "expected"]
+    # the earlier rituximab, the less disability at 10 years
+    assert reduced["prompt"] < reduced["delayed"] < reduced["never"]
+    # the same patients and courses, without the interaction
+    null = _default_strategy_contrast(
+        simulate_cohort(n_patients=30, seed=SEED, sural_rituximab_effect=0.0)
+    )
+
+    def gap(t):  # benefit of prompt over never: sural-reduced minus sural-preserved
+        benefit = t.loc[(slice(None), "never"), "expected"].droplevel("strategy")
+        benefit -= t.loc[(slice(None), "prompt"), "expected"].droplevel("strategy")
+        return benefit["sural_reduced"] - benefit["sural_preserved"]
+
+    assert gap(table) > gap(null) + 0.3
 
 
 def test_invalid_courses_are_refused_with_their_context(sim_hazard):
