@@ -224,9 +224,8 @@ def simulate_cohort(
     def disability(courses: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, dict]:
         # the same random numbers every time (a copy of the stream), so that redrawing
         # with another treatment history changes only the visits after its changes
-        gamma = trajectories.course_slope_changes(courses, sural, prog)
-        eta = trajectories.latent_disability(
-            visits, ids, level, rate, covariate_effect, courses, gamma
+        gamma, eta = trajectories.latent_with_courses(
+            visits, ids, level, rate, covariate_effect, courses, sural, prog
         )
         return gamma, eta, trajectories.draw_scores(copy.deepcopy(rng["scores"]), eta, prog)
 

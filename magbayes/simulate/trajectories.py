@@ -94,6 +94,43 @@ def draw_patient_trajectories(
     return mean_level + deviations[:, 0], mean_rate + deviations[:, 1]
 
 
+def latent_with_courses(
+    visits: pd.DataFrame,
+    patient_ids: list[str],
+    level: np.ndarray,
+    rate: np.ndarray,
+    covariate_effect: np.ndarray,
+    courses: pd.DataFrame,
+    sural_reduced: dict[str, bool],
+    progression: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each course's slope change and the latent disability at each visit.
+
+    The one computation of ``eta`` that the simulator and
+    :mod:`magbayes.simulate.replay` share: :func:`course_slope_changes`, then
+    :func:`latent_disability`.
+
+    Parameters
+    ----------
+    visits, patient_ids, level, rate, covariate_effect
+        As for :func:`latent_disability`.
+    courses : pandas.DataFrame
+        ``patient_id``, ``treatment``, ``line``, ``start_years``.
+    sural_reduced : dict
+        True early-sural status of each patient.
+    progression : dict
+        The ``progression`` parameters (``gamma_*``).
+
+    Returns
+    -------
+    gamma, eta : numpy.ndarray
+        Slope change per course (latent logit per year); ``eta`` per visit (latent logit).
+    """
+    gamma = course_slope_changes(courses, sural_reduced, progression)
+    eta = latent_disability(visits, patient_ids, level, rate, covariate_effect, courses, gamma)
+    return gamma, eta
+
+
 def course_slope_changes(
     courses: pd.DataFrame, sural_reduced: dict[str, bool], progression: dict[str, Any]
 ) -> np.ndarray:
@@ -166,11 +203,58 @@ def covariate_effect(z: np.ndarray, beta_covariate: dict[str, float]) -> np.ndar
     return z @ np.asarray([beta_covariate[c] for c in COVARIATES], float)
 
 
+def probability_below(eta: np.ndarray, cutpoints: list[float]) -> np.ndarray:
+    """``P(score < k)`` for ``k = 1..K`` at each latent value: ``logistic(c_k - eta)``.
+
+    Parameters
+    ----------
+    eta : numpy.ndarray
+        Latent disability (latent logit), one value per row.
+    cutpoints : list of float
+        The score's ``K`` increasing cutpoints (latent logit).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(eta), K)``.
+    """
+    return expit(np.asarray(cutpoints, float)[None, :] - np.asarray(eta, float)[:, None])
+
+
+def category_probabilities(eta: np.ndarray, cutpoints: list[float]) -> np.ndarray:
+    """``P(score = k)`` for ``k = 0..K`` at each latent value (rows sum to 1).
+
+    The differences of :func:`probability_below`, the function :func:`draw_ordinal`
+    draws with.
+    """
+    below = probability_below(eta, cutpoints)
+    ones = np.ones((below.shape[0], 1))
+    return np.diff(np.hstack([np.zeros_like(ones), below, ones]), axis=1)
+
+
 def draw_ordinal(rng: np.random.Generator, eta: np.ndarray, cutpoints: list[float]) -> np.ndarray:
-    """Ordered-logistic draws: ``P(score >= k) = logistic(eta - c_k)``, integers 0..K."""
-    below = expit(np.asarray(cutpoints, float)[None, :] - eta[:, None])  # P(score < k)
+    """Ordered-logistic draws: ``P(score >= k) = logistic(eta - c_k)``, integers 0..K.
+
+    One uniform number ``u`` per row; the score is the number of ``k`` with
+    ``u > P(score < k)``.
+    """
+    below = probability_below(eta, cutpoints)
     u = rng.random(len(eta))
     return (u[:, None] > below).sum(axis=1)
+
+
+def irods_beta_shapes(
+    eta: np.ndarray, progression: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shapes ``(a, b)`` of the Beta distribution of I-RODS / 100 at each latent value.
+
+    Mean ``logistic(irods_intercept - irods_slope * eta)`` (kept within 1e-9 of 0 and 1),
+    precision ``irods_precision``: ``a = mean * precision``, ``b = (1 - mean) * precision``.
+    """
+    mean = expit(progression["irods_intercept"] - progression["irods_slope"] * eta)
+    precision = progression["irods_precision"]
+    mean = np.clip(mean, 1e-9, 1 - 1e-9)
+    return mean * precision, (1.0 - mean) * precision
 
 
 def draw_scores(
@@ -180,10 +264,8 @@ def draw_scores(
     scores = {
         name: draw_ordinal(rng, eta, progression["cutpoints"][name]) for name in ORDINAL_SCORES
     }
-    mean = expit(progression["irods_intercept"] - progression["irods_slope"] * eta)
-    precision = progression["irods_precision"]
-    mean = np.clip(mean, 1e-9, 1 - 1e-9)
-    centile = 100.0 * rng.beta(mean * precision, (1.0 - mean) * precision)
+    a, b = irods_beta_shapes(eta, progression)
+    centile = 100.0 * rng.beta(a, b)
     scores["irods"] = np.clip(np.round(centile, 1), 0.0, 100.0)
     return scores
 
