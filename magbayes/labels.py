@@ -129,3 +129,19 @@ def vector_effects(
     if variable not in posterior.data_vars or dim not in posterior[variable].dims:
         return []
     return [Effect(label(str(name)), variable, {dim: name}, unit) for name in posterior[dim].values]
+
+
+def covariate_effects(
+    posterior: xr.DataTree | xr.Dataset,
+    standardisation: Mapping[str, Mapping[str, float]],
+    unit: str,
+    suffix: str = "",
+) -> list[Effect]:
+    """The ``beta_covariate`` effects, each labelled with its unit (:func:`covariate_label`)."""
+    return vector_effects(
+        posterior,
+        "beta_covariate",
+        "covariate",
+        lambda c: covariate_label(c, standardisation) + suffix,
+        unit,
+    )

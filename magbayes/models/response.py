@@ -37,7 +37,7 @@ from scipy.special import expit
 
 from magbayes.cohort.tables import TREATMENTS, Cohort
 from magbayes.errors import CohortError, Problem, SpecError
-from magbayes.labels import Effect, covariate_label, treatment_name, vector_effects
+from magbayes.labels import Effect, covariate_effects, treatment_name, vector_effects
 from magbayes.models.base import (
     Design,
     Headline,
@@ -679,13 +679,7 @@ def effects(result: Any) -> list[Effect]:
     out += vector_effects(
         post, "alpha_treatment", "treatment", lambda t: f"{treatment_name(t)} ({versus})", unit
     )
-    out += vector_effects(
-        post,
-        "beta_covariate",
-        "covariate",
-        lambda c: covariate_label(c, result.standardisation),
-        unit,
-    )
+    out += covariate_effects(post, result.standardisation, unit)
     return out
 
 

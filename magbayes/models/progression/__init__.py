@@ -37,7 +37,7 @@ import xarray as xr
 
 from magbayes.cohort.tables import SCORES, TREATMENTS, Cohort
 from magbayes.errors import SpecError
-from magbayes.labels import Effect, covariate_label, score_name, treatment_name, vector_effects
+from magbayes.labels import Effect, covariate_effects, score_name, treatment_name, vector_effects
 from magbayes.models import blocks, scores
 from magbayes.models.base import (
     Design,
@@ -1066,13 +1066,7 @@ def effects(result: Any) -> list[Effect]:
     out += vector_effects(
         post, "delta_treatment", "treatment", lambda t: f"{treatment_name(t)} [level step]", level
     )
-    out += vector_effects(
-        post,
-        "beta_covariate",
-        "covariate",
-        lambda c: f"{covariate_label(c, result.standardisation)} [level]",
-        level,
-    )
+    out += covariate_effects(post, result.standardisation, level, suffix=" [level]")
     return out
 
 

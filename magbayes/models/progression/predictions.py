@@ -92,28 +92,12 @@ class Population:
             if "treatment" in (posterior.coords)
             else []
         )
-        names = [
-            "level_intercept",
-            "slope",
-            "rate_sural_reduced",
-            "patient_sd",
-            "patient_corr",
-            "gamma_rituximab",
-            "gamma_rituximab_x_sural",
-            "gamma_later_line",
-            "gamma_treatment",
-            "delta_treatment",
-            "delta_rituximab",
-            "beta_covariate",
-            "site_level",
-            "site_slope",
-            "site_level_sd",
-            "site_slope_sd",
-            "cutpoints",
-            "irods_precision",
-            "sural_reduced_prevalence",
-        ]
-        params = {n: _flat(posterior[n]) for n in names if n in posterior}
+        # the population-level draws: every variable without a per-patient dimension
+        params = {
+            str(n): _flat(v)
+            for n, v in posterior.data_vars.items()
+            if not {"patient", "missing_covariate_continuous"} & set(v.dims)
+        }
         shape = (int(posterior.sizes["chain"]), int(posterior.sizes["draw"]))
         tspec = spec.section("treatments")
         return cls(

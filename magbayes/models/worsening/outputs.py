@@ -11,7 +11,7 @@ import pandas as pd
 import xarray as xr
 
 from magbayes.errors import SpecError
-from magbayes.labels import Effect, covariate_label, score_name, treatment_name, vector_effects
+from magbayes.labels import Effect, covariate_effects, score_name, treatment_name, vector_effects
 from magbayes.models.worsening.definition import DEFAULTS
 from magbayes.models.worsening.design import hazard_grid
 from magbayes.spec import Spec
@@ -268,13 +268,7 @@ def effects(result: Any) -> list[Effect]:
         Effect("course in line ≥ 2", "beta_later_line", {}, unit),
     ]
     out += vector_effects(post, "beta_treatment", "treatment", treatment_name, unit)
-    out += vector_effects(
-        post,
-        "beta_covariate",
-        "covariate",
-        lambda c: covariate_label(c, result.standardisation),
-        unit,
-    )
+    out += covariate_effects(post, result.standardisation, unit)
     return out
 
 
