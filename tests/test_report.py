@@ -33,7 +33,7 @@ from magbayes.report.render import (
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-PROGRESSION_FIGURES = ["trajectories", "ppc", "forest", "headline", "rank"]
+PROGRESSION_FIGURES = ["trajectories", "ppc", "forest", "headline", "timing", "rank"]
 RESULT_FILES = [
     "posterior.nc",
     "summary.csv",

@@ -39,6 +39,8 @@ PATTERNS: tuple[str, ...] = ("distal_demyelinating", "cidp_like", "axonal")
 
 #: Clinician ratings of a treatment course.
 RESPONSES: tuple[str, ...] = ("good", "partial", "none", "unknown")
+#: The treatments table's column of the clinician's rating of each course.
+RESPONSE_COLUMN = "response"
 
 #: Optional numeric patient columns, with their lower bound and whether 0 is allowed.
 PATIENT_NUMERIC: dict[str, tuple[float, bool]] = {

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from magbayes.cohort.tables import SCORES, Cohort
+from magbayes.cohort.tables import RESPONSE_COLUMN, SCORES, Cohort
 from magbayes.errors import SpecError
 from magbayes.spec_schema import Rule, _suggestion, one_of
 
@@ -374,7 +374,7 @@ def apply_strategy(
     if strategy.kind == "next_visit":
         is_rituximab &= courses["start_years"].astype(float) > now
     kept = courses[~is_rituximab].copy()
-    for column, empty in (("stop_years", np.nan), ("response", pd.NA)):
+    for column, empty in (("stop_years", np.nan), (RESPONSE_COLUMN, pd.NA)):
         if column not in kept.columns:
             kept[column] = empty
     kept["_added"] = False
@@ -388,7 +388,7 @@ def apply_strategy(
                 "line": 0,
                 "start_years": start,
                 "stop_years": np.nan,
-                "response": "unknown",
+                RESPONSE_COLUMN: "unknown",
                 "_added": True,
             },
         )
