@@ -21,6 +21,18 @@ import time
 import numpy as np
 
 
+def _renamed(cohort):
+    """The cohort with its patients renamed N001, ... (ids the fit does not have)."""
+    from magbayes.cohort.tables import Cohort
+
+    rename = {pid: "N" + str(pid)[1:] for pid in cohort.patient_ids}
+    return Cohort.from_frames(
+        cohort.patients.rename(index=rename).reset_index(),
+        cohort.visits.assign(patient_id=cohort.visits["patient_id"].map(rename)),
+        cohort.treatments.assign(patient_id=cohort.treatments["patient_id"].map(rename)),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=100, help="new patients to predict")
@@ -35,7 +47,9 @@ def main() -> None:
     started = time.perf_counter()
     result = mb.fit(fitted, "progression", progress=False)
     fit_s = time.perf_counter() - started
-    new = mb.simulate_cohort(n_patients=args.patients, n_sites=2, seed=args.seed + 1).cohort
+    new = _renamed(
+        mb.simulate_cohort(n_patients=args.patients, n_sites=2, seed=args.seed + 1).cohort
+    )
     times = parse_times(args.times)
     started = time.perf_counter()
     tree = mb.predict(result, new, times=times)

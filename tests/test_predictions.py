@@ -173,6 +173,13 @@ def test_predictions_are_written_and_bad_requests_refused(early, tmp_path):
         mb.predict(fit, truncated, patients=["nobody"])
     with pytest.raises(SpecError, match="START:STOP:STEP"):
         parse_times("soon")
+    # another patient under a fitted patient's id is refused, not predicted from their posterior
+    first = truncated.patient_ids[0]
+    moved = truncated.visits.copy()
+    moved.loc[moved["patient_id"] == first, "years_since_onset"] += 0.1
+    impostor = Cohort.from_frames(truncated.patients.reset_index(), moved, truncated.treatments)
+    with pytest.raises(SpecError, match=f"patient {first} of the cohort is not the fit's"):
+        mb.predict(fit, impostor, patients=[first])
 
 
 def test_the_timing_contrast_covers_the_true_contrast_on_a_large_cohort():

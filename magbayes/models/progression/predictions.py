@@ -23,9 +23,10 @@ Where each patient's level :math:`\ell_i` and rate :math:`r_i` come from, per po
   its posterior given the patient's scores and the estimated prevalence;
 - a **new patient** (not in the fit): sampling-importance-resampling. For each population
   draw, :data:`PARTICLES` candidate patients are drawn (unknown status, missing covariates
-  and an unseen site's offsets from the population model; level and rate from a proposal
-  adapted in :data:`ADAPTATION_ROUNDS` rounds to the scores seen so far, mixed with the
-  population model), weighted by prior x likelihood / proposal, and one is kept. With no
+  and an unseen site's offsets from the population model; level and rate from a normal
+  proposal adapted in :data:`ADAPTATION_ROUNDS` rounds, on a subset of the draws, to the
+  scores seen so far, mixed with the population model), weighted by prior x likelihood /
+  proposal, and one is kept. With no
   scores, the candidates come from the population model itself: the population's
   predictive.
 
@@ -47,8 +48,10 @@ from scipy.special import expit, logsumexp
 from magbayes.models import blocks, scores
 from magbayes.spec import Spec
 
-#: Candidate patients per posterior draw for a new patient (importance sampling).
-PARTICLES = 64
+#: Candidate patients per posterior draw for a new patient (importance sampling): the
+#: proposal is adapted to the patient first, so few are needed (effective about 5 of 16 in
+#: benchmarks/bench_predict.py).
+PARTICLES = 16
 
 
 def _flat(da: xr.DataArray) -> np.ndarray:
@@ -114,6 +117,18 @@ class Population:
         """Number of posterior draws (chains x draws)."""
         return self.shape[0] * self.shape[1]
 
+    def subset(self, draws: np.ndarray) -> Population:
+        """The same population with only some of its draws (indices into the samples)."""
+        params = {k: v[draws] for k, v in self.params.items()}
+        return Population(
+            self.family,
+            self.treatments,
+            self.later_line,
+            self.level_change,
+            params,
+            (len(draws), 1),
+        )
+
     def get(self, name: str, default: float = 0.0) -> np.ndarray:
         """A parameter's draws, or ``default`` for every draw when the model has none."""
         if name in self.params:
@@ -171,59 +186,71 @@ def latent(
     years: np.ndarray,
     exposure: Exposure,
 ) -> np.ndarray:
-    """Latent disability ``(sample, time)`` of one patient.
+    """Latent disability ``(sample, [particle,] time)`` of one patient.
 
     Parameters
     ----------
     population : Population
         Population draws.
     level, rate : numpy.ndarray
-        (sample,): the patient's level at onset and untreated rate (sural-preserved
-        units: the early-sural change in rate is added from ``reduced``).
+        (sample,) or (sample, particle): the patient's level at onset and untreated rate
+        (sural-preserved units: the early-sural change in rate is added from ``reduced``).
     reduced : numpy.ndarray
-        (sample,): 1 where the patient is sural-reduced in that draw, else 0.
+        Same shape: 1 where the patient is sural-reduced, else 0.
     years : numpy.ndarray
         Years since onset.
     exposure : Exposure
         The treatment history at ``years``.
     """
     p = population
-    t = np.asarray(years, float)[None, :]
-    s = np.asarray(reduced, float)[:, None]
-    eta = level[:, None] + (rate[:, None] + p.get("rate_sural_reduced")[:, None] * s) * t
-    rtx = p.get("gamma_rituximab")[:, None] + p.get("gamma_rituximab_x_sural")[:, None] * s
-    eta = eta + rtx * exposure.rituximab_years[None, :]
+    extra = np.ndim(level) - 1
+
+    def per_draw(values: np.ndarray) -> np.ndarray:
+        """(sample,) or (sample, time) laid out against (sample, [particle,] time)."""
+        values = np.asarray(values)
+        if values.ndim == 1:
+            return values.reshape(-1, *([1] * extra), 1)
+        return values.reshape(values.shape[0], *([1] * extra), values.shape[1])
+
+    t = np.asarray(years, float)
+    s = np.asarray(reduced, float)[..., None]
+    eta = level[..., None] + (rate[..., None] + per_draw(p.get("rate_sural_reduced")) * s) * t
+    rtx = per_draw(p.get("gamma_rituximab")) + per_draw(p.get("gamma_rituximab_x_sural")) * s
+    eta = eta + rtx * exposure.rituximab_years
     if p.treatments:
-        eta = eta + p.params["gamma_treatment"] @ exposure.rate_columns.T
+        eta = eta + per_draw(p.params["gamma_treatment"] @ exposure.rate_columns.T)
     if p.later_line:
-        eta = eta + p.get("gamma_later_line")[:, None] * exposure.later_line_years[None, :]
+        eta = eta + per_draw(p.get("gamma_later_line")) * exposure.later_line_years
     if p.level_change:
         if p.treatments:
-            eta = eta + p.params["delta_treatment"] @ exposure.started.T
-        eta = eta + p.get("delta_rituximab")[:, None] * exposure.rituximab_started[None, :]
+            eta = eta + per_draw(p.params["delta_treatment"] @ exposure.started.T)
+        eta = eta + per_draw(p.get("delta_rituximab")) * exposure.rituximab_started
     return eta
 
 
-def category_probabilities(population: Population, eta: np.ndarray) -> np.ndarray:
-    """P(score = k) of an ordinal score: ``(sample, time, category)``."""
-    cuts = population.params["cutpoints"]  # (sample, category - 1)
-    below = expit(cuts[:, None, :] - eta[:, :, None])
-    cumulative = np.concatenate(
-        [np.zeros((*eta.shape, 1)), below, np.ones((*eta.shape, 1))], axis=-1
-    )
-    return np.clip(np.diff(cumulative, axis=-1), 0.0, 1.0)
+def cumulative_probabilities(population: Population, eta: np.ndarray) -> np.ndarray:
+    """P(score <= k) of an ordinal score for k = 0 .. K-2: ``(sample, time, cutpoint)``.
+
+    In single precision (probabilities to about 1e-7), half the memory and time.
+    """
+    cuts = population.params["cutpoints"].astype(np.float32)  # (sample, category - 1)
+    return expit(cuts[:, None, :] - eta.astype(np.float32)[:, :, None])
 
 
 def log_likelihood(population: Population, eta: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """Log-likelihood of observed scores given latent draws ``(sample, visit)``: ``(sample,)``."""
+    """Log-likelihood of observed scores given latent draws ``(sample, [particle,] visit)``."""
+    extra = eta.ndim - 2
     if population.family == "ordered_logistic":
         cuts = population.params["cutpoints"]
         edge = np.full((cuts.shape[0], 1), 500.0)
         extended = np.concatenate([-edge, cuts, edge], axis=1)
         k = np.asarray(observed, int)
-        probability = expit(extended[:, k + 1] - eta) - expit(extended[:, k] - eta)
+        shape = (extended.shape[0], *([1] * extra), len(k))
+        upper = extended[:, k + 1].reshape(shape)
+        lower = extended[:, k].reshape(shape)
+        probability = expit(upper - eta) - expit(lower - eta)
         return np.log(np.clip(probability, 1e-300, None)).sum(axis=-1)
-    precision = population.params["irods_precision"][:, None]
+    precision = population.params["irods_precision"].reshape(-1, *([1] * (extra + 1)))
     mean = expit(-eta)
     value = scores.centile_to_unit(observed)
     return stats.beta.logpdf(value, mean * precision, (1.0 - mean) * precision).sum(axis=-1)
@@ -374,67 +401,38 @@ def new_patient_effects(
         mean the scores say much more than the population model, and the predictions rest
         on few candidates.
     """
-    p = population
-    n = p.n_samples
-    shape = (n, particles)
-    site_level = _new_site(p, "site_level", patient.site, shape, rng)
-    site_slope = _new_site(p, "site_slope", patient.site, shape, rng)
-    level_mean = p.get("level_intercept")[:, None] + site_level
-    if "beta_covariate" in p.params and len(patient.covariates):
-        x = np.broadcast_to(patient.covariates, (*shape, len(patient.covariates))).copy()
-        missing = np.isnan(patient.covariates)
-        for c in np.nonzero(missing)[0]:
-            if patient.binary[c]:
-                x[..., c] = rng.random(shape) < patient.binary_share[c]
-            else:
-                x[..., c] = rng.standard_normal(shape)
-        level_mean = level_mean + np.einsum("spc,sc->sp", x, p.params["beta_covariate"])
-    rate_mean = p.get("slope")[:, None] + site_slope
-    sd, corr = p.params["patient_sd"], p.get("patient_corr")[:, None]
-    sd_level, sd_rate = sd[:, None, 0], sd[:, None, 1]
-    if patient.sural is None:
-        prevalence = p.get("sural_reduced_prevalence", 0.5)[:, None]
-        reduced = (rng.random(shape) < prevalence).astype(float)
+    n = population.n_samples
+    guess = None
+    if len(observed):
+        # adapt the proposal on a subset of the draws, with few candidates each: only the
+        # pooled mean and covariance of (level, rate) are taken from these rounds
+        some = rng.choice(n, size=min(n, ADAPTATION_DRAWS), replace=False)
+        small = _Candidates(population.subset(some), patient, ADAPTATION_PARTICLES, rng)
+        level, rate = small.from_prior()
+        logw = small.log_lik(level, rate, years, exposure, observed)
+        for _ in range(ADAPTATION_ROUNDS):
+            guess = _pooled_normal(level, rate, logw)
+            level, rate, logw = small.from_proposal(guess, years, exposure, observed)
+        guess = _pooled_normal(level, rate, logw)
+    every = _Candidates(population, patient, particles, rng)
+    if guess is None:
+        level, rate = every.from_prior()
+        logw = np.zeros(level.shape)
     else:
-        reduced = np.full(shape, float(patient.sural))
-
-    def from_prior() -> tuple[np.ndarray, np.ndarray]:
-        z = rng.standard_normal((*shape, 2))
-        level = level_mean + sd_level * z[..., 0]
-        rate = rate_mean + sd_rate * (corr * z[..., 0] + np.sqrt(1.0 - corr**2) * z[..., 1])
-        return level, rate
-
-    def log_prior(level: np.ndarray, rate: np.ndarray) -> np.ndarray:
-        z = (level - level_mean) / sd_level
-        conditional_sd = sd_rate * np.sqrt(1.0 - corr**2)
-        return stats.norm.logpdf(level, level_mean, sd_level) + stats.norm.logpdf(
-            rate, rate_mean + corr * sd_rate * z, conditional_sd
-        )
-
-    repeated = _repeat_population(p, particles)
-
-    def log_lik(level: np.ndarray, rate: np.ndarray) -> np.ndarray:
-        if not len(observed):
-            return np.zeros(shape)
-        flat = [a.reshape(-1) for a in (level, rate, reduced)]
-        return log_likelihood(repeated, latent(repeated, *flat, years, exposure), observed).reshape(
-            shape
-        )
-
-    level, rate = from_prior()
-    logw = log_lik(level, rate)
-    for _ in range(ADAPTATION_ROUNDS if len(observed) else 0):
-        level, rate, logw = _adapted(level, rate, logw, from_prior, log_prior, log_lik, rng)
+        level, rate, logw = every.from_proposal(guess, years, exposure, observed)
     weights = np.exp(logw - logsumexp(logw, axis=1, keepdims=True))
     ess = float(np.mean(1.0 / np.sum(weights**2, axis=1)))
     cumulative = np.cumsum(weights, axis=1)
     pick = (cumulative < rng.random((n, 1))).sum(axis=1).clip(max=particles - 1)
     rows = np.arange(n)
-    return level[rows, pick], rate[rows, pick], reduced[rows, pick], ess
+    return level[rows, pick], rate[rows, pick], every.reduced[rows, pick], ess
 
 
 #: Rounds of adapting the importance proposal to a new patient's visits.
 ADAPTATION_ROUNDS = 2
+#: Posterior draws, and candidates per draw, of the adaptation rounds.
+ADAPTATION_DRAWS = 500
+ADAPTATION_PARTICLES = 16
 #: Share of each proposal drawn from the population model itself (a defensive mixture:
 #: the weights stay bounded when the adapted part misses).
 PRIOR_SHARE = 0.1
@@ -442,34 +440,86 @@ PRIOR_SHARE = 0.1
 WIDEN = 2.25
 
 
-def _adapted(level, rate, logw, from_prior, log_prior, log_lik, rng):
-    """One round of adaptive importance sampling of (level, rate).
-
-    The weighted particles of every draw, pooled, give the mean and covariance of the
-    patient's level and rate; the next particles come from a normal with that mean and a
-    widened covariance, mixed with the population model (:data:`PRIOR_SHARE`), and are
-    weighted by prior x likelihood / proposal.
-    """
-    shape = level.shape
+def _pooled_normal(level: np.ndarray, rate: np.ndarray, logw: np.ndarray):
+    """Mean and widened covariance of (level, rate) over every weighted candidate, pooled."""
     w = np.exp(logw - logsumexp(logw)).reshape(-1)
     x = np.stack([level.reshape(-1), rate.reshape(-1)], axis=1)
     mean = w @ x
     centred = x - mean
     cov = (centred * w[:, None]).T @ centred * WIDEN + 1e-8 * np.eye(2)
-    chol = np.linalg.cholesky(cov)
-    proposed = mean + rng.standard_normal((x.shape[0], 2)) @ chol.T
-    prior_level, prior_rate = from_prior()
-    use_prior = rng.random(shape) < PRIOR_SHARE
-    new_level = np.where(use_prior, prior_level, proposed[:, 0].reshape(shape))
-    new_rate = np.where(use_prior, prior_rate, proposed[:, 1].reshape(shape))
-    prior = log_prior(new_level, new_rate)
-    normal = (
-        stats.multivariate_normal(mean, cov)
-        .logpdf(np.stack([new_level.reshape(-1), new_rate.reshape(-1)], axis=1))
-        .reshape(shape)
-    )
-    proposal = np.logaddexp(np.log1p(-PRIOR_SHARE) + normal, np.log(PRIOR_SHARE) + prior)
-    return new_level, new_rate, prior + log_lik(new_level, new_rate) - proposal
+    return mean, cov
+
+
+class _Candidates:
+    """Candidate new patients for each posterior draw of a population (importance sampling).
+
+    The patient's context (an unknown status, missing covariates, an unseen site's
+    offsets) is drawn once from the population model; level and rate from the population
+    model (:meth:`from_prior`) or from a proposal (:meth:`from_proposal`).
+    """
+
+    def __init__(self, population: Population, patient: NewPatient, particles: int, rng):
+        p = self.population = population
+        self.rng = rng
+        shape = self.shape = (p.n_samples, particles)
+        site_level = _new_site(p, "site_level", patient.site, shape, rng)
+        site_slope = _new_site(p, "site_slope", patient.site, shape, rng)
+        level_mean = p.get("level_intercept")[:, None] + site_level
+        if "beta_covariate" in p.params and len(patient.covariates):
+            x = np.broadcast_to(patient.covariates, (*shape, len(patient.covariates))).copy()
+            for c in np.nonzero(np.isnan(patient.covariates))[0]:
+                if patient.binary[c]:
+                    x[..., c] = rng.random(shape) < patient.binary_share[c]
+                else:
+                    x[..., c] = rng.standard_normal(shape)
+            level_mean = level_mean + np.einsum("spc,sc->sp", x, p.params["beta_covariate"])
+        self.level_mean = level_mean
+        self.rate_mean = p.get("slope")[:, None] + site_slope
+        sd = p.params["patient_sd"]
+        self.sd_level, self.sd_rate = sd[:, None, 0], sd[:, None, 1]
+        self.corr = p.get("patient_corr")[:, None]
+        if patient.sural is None:
+            prevalence = p.get("sural_reduced_prevalence", 0.5)[:, None]
+            self.reduced = (rng.random(shape) < prevalence).astype(float)
+        else:
+            self.reduced = np.full(shape, float(patient.sural))
+
+    def from_prior(self) -> tuple[np.ndarray, np.ndarray]:
+        """Level and rate drawn from the population model."""
+        z = self.rng.standard_normal((*self.shape, 2))
+        level = self.level_mean + self.sd_level * z[..., 0]
+        spread = self.corr * z[..., 0] + np.sqrt(1.0 - self.corr**2) * z[..., 1]
+        return level, self.rate_mean + self.sd_rate * spread
+
+    def log_prior(self, level: np.ndarray, rate: np.ndarray) -> np.ndarray:
+        """Log density of (level, rate) under the population model."""
+        z = (level - self.level_mean) / self.sd_level
+        conditional_sd = self.sd_rate * np.sqrt(1.0 - self.corr**2)
+        return stats.norm.logpdf(level, self.level_mean, self.sd_level) + stats.norm.logpdf(
+            rate, self.rate_mean + self.corr * self.sd_rate * z, conditional_sd
+        )
+
+    def log_lik(self, level, rate, years, exposure, observed) -> np.ndarray:
+        """Log-likelihood of the patient's scores for each candidate."""
+        p = self.population
+        return log_likelihood(p, latent(p, level, rate, self.reduced, years, exposure), observed)
+
+    def from_proposal(self, guess, years, exposure, observed):
+        """Candidates from the normal ``guess`` mixed with the population model, weighted.
+
+        Returns level, rate and the log weights prior x likelihood / proposal.
+        """
+        mean, cov = guess
+        chol = np.linalg.cholesky(cov)
+        proposed = mean + self.rng.standard_normal((*self.shape, 2)) @ chol.T
+        prior_level, prior_rate = self.from_prior()
+        use_prior = self.rng.random(self.shape) < PRIOR_SHARE
+        level = np.where(use_prior, prior_level, proposed[..., 0])
+        rate = np.where(use_prior, prior_rate, proposed[..., 1])
+        prior = self.log_prior(level, rate)
+        normal = stats.multivariate_normal(mean, cov).logpdf(np.stack([level, rate], axis=-1))
+        proposal = np.logaddexp(np.log1p(-PRIOR_SHARE) + normal, np.log(PRIOR_SHARE) + prior)
+        return level, rate, prior + self.log_lik(level, rate, years, exposure, observed) - proposal
 
 
 def _new_site(
@@ -485,20 +535,6 @@ def _new_site(
         return np.broadcast_to(population.params[name][:, site, None], shape)
     spread = population.get(f"{name}_sd", 0.0)[:, None]
     return spread * rng.standard_normal(shape)
-
-
-def _repeat_population(population: Population, times: int) -> Population:
-    """The same population with every draw repeated ``times`` (one per particle)."""
-    params = {k: np.repeat(v, times, axis=0) for k, v in population.params.items()}
-    shape = (population.n_samples * times, 1)
-    return Population(
-        population.family,
-        population.treatments,
-        population.later_line,
-        population.level_change,
-        params,
-        shape,
-    )
 
 
 def score_distribution(
@@ -518,12 +554,16 @@ def score_distribution(
     """
     levels = np.array([0.03, 0.25, 0.75, 0.97])
     if population.family == "ordered_logistic":
-        probs = category_probabilities(population, eta)
-        k = np.arange(probs.shape[-1])
-        expected = probs @ k
-        p_threshold = probs[..., k >= threshold].sum(axis=-1)
-        mixture = probs.mean(axis=0)
-        cumulative = np.cumsum(mixture, axis=-1)
+        # everything follows from P(score <= k) = sigmoid(c_k - eta), never a full
+        # (draw, time, category) array: E[score] = sum_k P(score > k)
+        below = cumulative_probabilities(population, eta)
+        expected = below.shape[-1] - below.sum(axis=-1)
+        lowest = int(np.ceil(threshold))
+        p_threshold = 1.0 - below[..., lowest - 1] if lowest >= 1 else np.ones(expected.shape)
+        mean_below = below.mean(axis=0)
+        ends = np.ones((*mean_below.shape[:-1], 1))
+        cumulative = np.concatenate([mean_below, ends], axis=-1)
+        mixture = np.clip(np.diff(cumulative, axis=-1, prepend=0.0), 0.0, 1.0)
         quantiles = np.stack(
             [(cumulative < q - 1e-12).sum(axis=-1) for q in levels], axis=-1
         ).astype(float)
@@ -669,6 +709,7 @@ class Predictor:
         exposure = Exposure.of(self.courses(patient_id), years, self.population.treatments)
         if patient_id in self._fitted:
             i = self._fitted[patient_id]
+            self._check_same_patient(patient_id, i, visits)
             level, rate = self._level[:, i], self._rate[:, i]
             status = self._status[patient_id]
             if status is None:
@@ -688,6 +729,37 @@ class Predictor:
             out = PatientDraws(level, rate, reduced, False, ess)
         self._cache[patient_id] = out
         return out
+
+    def _check_same_patient(self, patient_id: str, index: int, visits: pd.DataFrame) -> None:
+        """Refuse a cohort's patient who has a fitted patient's id but not their data.
+
+        Same site, and every scored visit of the fit at the same time with the same score
+        (later visits may be added: they are not conditioned on, the fit's posterior is).
+        """
+        from magbayes.errors import SpecError
+
+        c = self.constant
+        problems = []
+        if "site" in c.coords:
+            fitted_site = str(c["site"].values[int(c["site_of_patient"].values[index])])
+            site = str(self.cohort.patients.loc[patient_id, "site"])
+            if site != fitted_site:
+                problems.append(f"site {site}, fitted at {fitted_site}")
+        of_visit = np.asarray(c["patient_of_visit"].values, int) == index
+        fitted_years = np.asarray(c["years_since_onset"].values, float)[of_visit]
+        years = visits["years_since_onset"].to_numpy(float)
+        matched = np.isclose(fitted_years[:, None], years[None, :], atol=1e-6).any(axis=1)
+        if not matched.all():
+            problems.append(
+                f"{int((~matched).sum())} of its {len(fitted_years)} fitted visits are not in "
+                "the cohort"
+            )
+        if problems:
+            raise SpecError(
+                f"patient {patient_id} of the cohort is not the fit's patient {patient_id} ("
+                + "; ".join(problems)
+                + "): give new patients ids the fit does not have"
+            )
 
     def _observed(self, visits: pd.DataFrame) -> np.ndarray:
         values = visits[self.score].to_numpy(float)
@@ -824,21 +896,22 @@ def predict(
     rows: dict[str, list] = {k: [] for k in ("p", "mean", "lo", "hi", "band", "dis", "start")}
     for pid in ids:
         per: dict[str, list] = {k: [] for k in rows}
+        expected = []
         for strategy in strategies:
             eta, start = predictor.latent_under(pid, strategy, years)
             dist = score_distribution(predictor.population, eta, score, threshold)
-            expected = dist["expected"].reshape(*shape, len(years))
-            hdi = az.hdi(
-                xr.DataArray(expected, dims=("chain", "draw", "time")), prob=result.hdi_prob
-            )
+            expected.append(dist["expected"].reshape(*shape, len(years)))
             per["p"].append(dist["p_category"])
-            per["mean"].append(expected.mean(axis=(0, 1)))
-            per["lo"].append(hdi.sel(ci_bound="lower").values)
-            per["hi"].append(hdi.sel(ci_bound="upper").values)
             per["band"].append(dist["quantiles"])
             per["dis"].append(dist["p_threshold"].mean(axis=0))
             finite = start[np.isfinite(start)]
             per["start"].append(float(np.median(finite)) if len(finite) else float("nan"))
+        # one HDI call per patient, over every strategy and time
+        draws = xr.DataArray(np.stack(expected), dims=("strategy", "chain", "draw", "time"))
+        hdi = az.hdi(draws, prob=result.hdi_prob)
+        per["mean"] = list(draws.mean(("chain", "draw")).values)
+        per["lo"] = list(hdi.sel(ci_bound="lower").transpose("strategy", "time").values)
+        per["hi"] = list(hdi.sel(ci_bound="upper").transpose("strategy", "time").values)
         for key in rows:
             rows[key].append(per[key])
     coords = {
