@@ -139,10 +139,10 @@ def check_same_data(results: Mapping[str, FitResult]) -> str:
             f"{listing}); PSIS-LOO only compares models of the same observations"
         )
     reference_name, reference = next(iter(results.items()))
-    ref_var = outcome_variable(reference.model, reference.posterior)
+    ref_var = outcome_variable(reference.model)
     ref_obs = reference.posterior["observed_data"][ref_var]
     for name, result in results.items():
-        var = outcome_variable(result.model, result.posterior)
+        var = outcome_variable(result.model)
         observed = result.posterior["observed_data"][var] if var in _observed(result) else None
         same = (
             var == ref_var
@@ -209,7 +209,7 @@ def compare_fits(results: Mapping[str, FitResult]) -> Comparison:
     """
     sha = check_same_data(results)
     first = next(iter(results.values()))
-    variable = outcome_variable(first.model, first.posterior)
+    variable = outcome_variable(first.model)
     loos = {}
     pareto = []
     with warnings.catch_warnings():

@@ -213,7 +213,7 @@ def plot_trajectories(result: FitResult, path: str | Path, n_patients: int = 6) 
     str
         Caption.
     """
-    var = outcome_variable(result.model, result.posterior)
+    var = outcome_variable(result.model)
     tree = result.posterior
     if "posterior_predictive" not in tree.children or var not in tree["posterior_predictive"]:
         raise NotApplicable("the fit has no posterior predictive draws of the outcome")
@@ -378,7 +378,7 @@ def plot_ppc(result: FitResult, path: str | Path) -> str:
         Caption.
     """
     tree = result.posterior
-    var = outcome_variable(result.model, tree)
+    var = outcome_variable(result.model)
     if "posterior_predictive" not in tree.children or var not in tree["posterior_predictive"]:
         raise NotApplicable("the fit has no posterior predictive draws of the outcome")
     observed = tree["observed_data"][var]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import xarray as xr
-
 from magbayes.labels import (
     COVARIATE_NAMES,
     SCORE_NAMES,
@@ -39,7 +37,7 @@ __all__ = [
 ]
 
 
-def outcome_variable(model: str, tree: xr.DataTree | None = None) -> str:
+def outcome_variable(model: str) -> str:
     """Name of the observed outcome variable (``score``, ``worsening``, ``response``).
 
     The model definition's ``outcome_var``.

@@ -89,7 +89,7 @@ def _score(sample: PriorSample) -> str:
 def _predicted_by_visit(sample: PriorSample) -> pd.DataFrame:
     """Long table of prior predictive scores: draw, patient, years, score (printed units)."""
     tree = sample.tree
-    var = outcome_variable(sample.model, tree)
+    var = outcome_variable(sample.model)
     predicted = tree["prior_predictive"][var]
     const = tree["constant_data"]
     if "visit" not in predicted.dims or "years_since_onset" not in const.data_vars:
@@ -238,7 +238,7 @@ def plot_prior_trajectories(sample: PriorSample, path: str | Path, n_lines: int 
 def plot_prior_predictive(sample: PriorSample, path: str | Path) -> str:
     """Prior predictive distribution of the outcome beside the observed one (rootogram)."""
     tree = sample.tree
-    var = outcome_variable(sample.model, tree)
+    var = outcome_variable(sample.model)
     draw_rootogram(
         tree,
         var,
@@ -279,7 +279,7 @@ def _write_prior_files(sample: PriorSample, out: Path) -> list[Path]:
     written = []
     prior_summary(sample).to_csv(out / "prior_summary.csv", index_label="parameter")
     written.append(out / "prior_summary.csv")
-    var = outcome_variable(sample.model, sample.tree)
+    var = outcome_variable(sample.model)
     per_visit = "visit" in sample.tree["prior_predictive"][var].dims
     if per_visit and "years_since_onset" in sample.tree["constant_data"].data_vars:
         trajectory_table(sample).to_csv(out / "prior_trajectories.csv", index=False)
@@ -297,7 +297,7 @@ def _write_prior_files(sample: PriorSample, out: Path) -> list[Path]:
 def describe(sample: PriorSample) -> str:
     """A few lines for the terminal: what the priors imply."""
     lines = [f"prior predictive check of the {sample.model} model ({_draws(sample)} draws)"]
-    var = outcome_variable(sample.model, sample.tree)
+    var = outcome_variable(sample.model)
     if "visit" in sample.tree["prior_predictive"][var].dims and sample.visit_years:
         table = trajectory_table(sample)
         name = score_name(_score(sample))

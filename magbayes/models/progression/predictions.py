@@ -655,8 +655,6 @@ class Predictor:
     """
 
     def __init__(self, result: Any, cohort: Any, seed: int = 0):
-        from magbayes.fit import prepare  # noqa: F401 (the early-sural definition below)
-
         spec = result.spec
         sural = spec.section("early_sural")
         self.cohort = cohort.with_sural_definition(
