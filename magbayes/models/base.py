@@ -446,6 +446,7 @@ class ModelDefinition:
     write_outputs: Callable[[FitResult, Path], list[Path]] = _no_outputs
     predict: Callable[..., xr.Dataset] | None = None
     timing: Callable[[FitResult, Cohort], xr.Dataset] | None = None
+    prediction_figure: Callable[[xr.Dataset, Cohort, str, Path], Path] | None = None
 
     @property
     def rules(self) -> dict[str, dict[str, Rule]]:

@@ -126,16 +126,28 @@ def predict(
 
 
 def prediction_table(tree: xr.DataTree) -> pd.DataFrame:
-    """One row per patient, strategy and time: mean, interval, bands, P(disabled)."""
+    """One row per patient, strategy and time: every prediction over time, bands as columns.
+
+    Each variable of dims (patient, strategy, time) is a column; one with a ``quantile``
+    dimension too is a column per quantile (``band_3``, ``band_25``, ...).
+    """
     ds = tree["predictions"].to_dataset()
-    table = ds[["mean", "mean_hdi_low", "mean_hdi_high", "p_disabled"]].to_dataframe()
-    bands = ds["band"].to_dataframe().unstack("quantile")["band"]
-    bands.columns = [f"band_{q.rstrip('%')}" for q in bands.columns]
-    return table.join(bands).reset_index()
+    over_time = {"patient", "strategy", "time"}
+    names = [str(n) for n, v in ds.data_vars.items() if set(v.dims) == over_time]
+    table = ds[names].to_dataframe()[names]
+    for name, var in ds.data_vars.items():
+        if set(var.dims) == over_time | {"quantile"}:
+            wide = var.to_dataframe().unstack("quantile")[name]
+            wide.columns = [f"{name}_{str(q).rstrip('%')}" for q in wide.columns]
+            table = table.join(wide)
+    return table.reset_index()
 
 
 def write_predictions(tree: xr.DataTree, cohort: Any, out: str | Path) -> Path:
     """Write ``predictions.nc``, ``predictions.csv``, ``p_category.csv`` and figures, atomically.
+
+    The figures (one per patient, ``figures/PATIENT.png``) are the model's own
+    (``prediction_figure`` of its definition).
 
     Parameters
     ----------
@@ -146,10 +158,9 @@ def write_predictions(tree: xr.DataTree, cohort: Any, out: str | Path) -> Path:
     out : str or pathlib.Path
         Folder to write (replaced if it exists).
     """
-    from magbayes.predict.figures import plot_patient
-
     out = Path(out)
     ds = tree["predictions"].to_dataset()
+    draw = get_model(str(tree.attrs["magbayes_model"])).prediction_figure
     with atomic_folder(out) as tmp:
         tree.to_netcdf(tmp / "predictions.nc", engine="h5netcdf")
         write_csv(tmp / "predictions.csv", prediction_table(tree), index=False)
@@ -157,8 +168,8 @@ def write_predictions(tree: xr.DataTree, cohort: Any, out: str | Path) -> Path:
             categories = ds["p_category"].to_dataframe().reset_index()
             write_csv(tmp / "p_category.csv", categories, index=False)
         (tmp / "figures").mkdir()
-        for patient in ds["patient"].values:
-            plot_patient(ds, cohort, str(patient), tmp / "figures" / f"{patient}.png")
+        for patient in ds["patient"].values if draw is not None else ():
+            draw(ds, cohort, str(patient), tmp / "figures" / f"{patient}.png")
         write_json(
             tmp / "manifest.json",
             {"model": tree.attrs.get("magbayes_model"), **dict(ds.attrs)},

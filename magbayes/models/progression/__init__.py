@@ -49,7 +49,7 @@ from magbayes.models.base import (
     spec_rules,
 )
 from magbayes.models.progression import predictions
-from magbayes.models.progression.figures import plot_timing
+from magbayes.models.progression.figures import plot_patient, plot_timing
 from magbayes.spec import Spec
 from magbayes.spec_schema import list_of, one_of, positive
 
@@ -1131,4 +1131,5 @@ DEFINITION = ModelDefinition(
     figures=(ModelFigure("timing", "Prompt against delayed rituximab", plot_timing),),
     predict=predictions.predict,
     timing=predictions.timing_contrast,
+    prediction_figure=plot_patient,
 )

@@ -45,21 +45,23 @@ import xarray as xr
 from scipy import stats
 from scipy.special import expit, logsumexp
 
-from magbayes.models import blocks, scores
+from magbayes.models import scores
+from magbayes.models.patient_context import (
+    NewPatient,
+    binary_covariates,
+    fitted_covariates,
+    flat,
+    new_covariates,
+    new_patient,
+    new_site_offsets,
+    new_sural_status,
+)
 from magbayes.spec import Spec
 
 #: Candidate patients per posterior draw for a new patient (importance sampling): the
 #: proposal is adapted to the patient first, so few are needed (effective about 5 of 16 in
 #: benchmarks/bench_predict.py).
 PARTICLES = 16
-
-
-def _flat(da: xr.DataArray) -> np.ndarray:
-    """Draws as ``(sample, ...)``: chain and draw stacked."""
-    other = [d for d in da.dims if d not in ("chain", "draw")]
-    return np.asarray(da.transpose("chain", "draw", *other).values).reshape(
-        -1, *[da.sizes[d] for d in other]
-    )
 
 
 @dataclass
@@ -97,7 +99,7 @@ class Population:
         )
         # the population-level draws: every variable without a per-patient dimension
         params = {
-            str(n): _flat(v)
+            str(n): flat(v)
             for n, v in posterior.data_vars.items()
             if not {"patient", "missing_covariate_continuous"} & set(v.dims)
         }
@@ -256,22 +258,6 @@ def log_likelihood(population: Population, eta: np.ndarray, observed: np.ndarray
     return stats.beta.logpdf(value, mean * precision, (1.0 - mean) * precision).sum(axis=-1)
 
 
-def binary_covariates(
-    constant: xr.Dataset, standardisation: dict[str, dict[str, float]]
-) -> np.ndarray:
-    """Which of the fit's covariates are 0/1 (left unstandardised, observed values 0 or 1)."""
-    if "covariate" not in constant.coords:
-        return np.zeros(0, bool)
-    values = np.asarray(constant["covariate_value"].values, float)
-    out = []
-    for c, name in enumerate(str(n) for n in constant["covariate"].values):
-        scale = standardisation.get(name, {})
-        observed = values[:, c][np.isfinite(values[:, c])]
-        unscaled = scale.get("mean") == 0.0 and scale.get("sd") == 1.0
-        out.append(bool(unscaled and np.isin(observed, (0.0, 1.0)).all()))
-    return np.asarray(out, bool)
-
-
 def fitted_patient_effects(
     posterior: xr.Dataset, constant: xr.Dataset, population: Population, binary: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -282,15 +268,15 @@ def fitted_patient_effects(
     + sd x z, as :func:`magbayes.models.progression.build_model` writes it).
     """
     if "patient_level" in posterior and "patient_rate" in posterior:
-        return _flat(posterior["patient_level"]), _flat(posterior["patient_rate"])
+        return flat(posterior["patient_level"]), flat(posterior["patient_rate"])
     p = population
-    z = _flat(posterior["patient_z"].transpose(..., "patient", "patient_effect"))
+    z = flat(posterior["patient_z"].transpose(..., "patient", "patient_effect"))
     site = np.asarray(constant["site_of_patient"].values, int)
     level_mean = p.get("level_intercept")[:, None] + _site(p, "site_level", site)
     if "beta_covariate" in p.params:
         level_mean = level_mean + np.einsum(
             "spc,sc->sp",
-            _fitted_covariates(posterior, constant, binary),
+            fitted_covariates(posterior, constant, binary),
             p.params["beta_covariate"],
         )
     sd, corr = p.params["patient_sd"], p.get("patient_corr")[:, None]
@@ -307,26 +293,6 @@ def _site(population: Population, name: str, site: np.ndarray) -> np.ndarray:
     if name not in population.params:
         return np.zeros((population.n_samples, len(site)))
     return population.params[name][:, site]
-
-
-def _fitted_covariates(
-    posterior: xr.Dataset, constant: xr.Dataset, binary: np.ndarray
-) -> np.ndarray:
-    """The fitted patients' standardised covariates per draw, missing cells imputed."""
-    values = np.asarray(constant["covariate_value"].values, float)
-    n = int(posterior.sizes["chain"] * posterior.sizes["draw"])
-    out = np.broadcast_to(np.where(np.isnan(values), 0.0, values), (n, *values.shape)).copy()
-    rows, cols = np.nonzero(np.isnan(values))
-    if not len(rows):
-        return out
-    is_bin = binary[cols]
-    if (~is_bin).any():
-        z = _flat(posterior["covariate_missing"])
-        out[:, rows[~is_bin], cols[~is_bin]] = z
-    if is_bin.any():
-        share = _flat(posterior["covariate_missing_share"])
-        out[:, rows[is_bin], cols[is_bin]] = share
-    return out
 
 
 def unknown_status_draws(
@@ -351,32 +317,6 @@ def unknown_status_draws(
         )
         log_odds = log_odds + reduced - preserved
     return (rng.random(population.n_samples) < expit(log_odds)).astype(float)
-
-
-@dataclass(frozen=True)
-class NewPatient:
-    """What the population model needs of a patient not in the fit.
-
-    Attributes
-    ----------
-    site : int or None
-        Index of the patient's site among the fit's sites (``None``: a site the fit has
-        not seen, whose offsets are drawn from their spread).
-    covariates : numpy.ndarray
-        Standardised covariates in the fit's units (NaN where missing).
-    binary : numpy.ndarray of bool
-        Which covariates are 0/1.
-    binary_share : numpy.ndarray
-        Observed share of 1 of each 0/1 covariate in the fit (for a missing one).
-    sural : float or None
-        1 reduced, 0 preserved, ``None`` unknown.
-    """
-
-    site: int | None
-    covariates: np.ndarray
-    binary: np.ndarray
-    binary_share: np.ndarray
-    sural: float | None
 
 
 def new_patient_effects(
@@ -462,27 +402,18 @@ class _Candidates:
         p = self.population = population
         self.rng = rng
         shape = self.shape = (p.n_samples, particles)
-        site_level = _new_site(p, "site_level", patient.site, shape, rng)
-        site_slope = _new_site(p, "site_slope", patient.site, shape, rng)
+        site_level = new_site_offsets(p.params, "site_level", patient.site, shape, rng)
+        site_slope = new_site_offsets(p.params, "site_slope", patient.site, shape, rng)
         level_mean = p.get("level_intercept")[:, None] + site_level
         if "beta_covariate" in p.params and len(patient.covariates):
-            x = np.broadcast_to(patient.covariates, (*shape, len(patient.covariates))).copy()
-            for c in np.nonzero(np.isnan(patient.covariates))[0]:
-                if patient.binary[c]:
-                    x[..., c] = rng.random(shape) < patient.binary_share[c]
-                else:
-                    x[..., c] = rng.standard_normal(shape)
+            x = new_covariates(patient, shape, rng)
             level_mean = level_mean + np.einsum("spc,sc->sp", x, p.params["beta_covariate"])
         self.level_mean = level_mean
         self.rate_mean = p.get("slope")[:, None] + site_slope
         sd = p.params["patient_sd"]
         self.sd_level, self.sd_rate = sd[:, None, 0], sd[:, None, 1]
         self.corr = p.get("patient_corr")[:, None]
-        if patient.sural is None:
-            prevalence = p.get("sural_reduced_prevalence", 0.5)[:, None]
-            self.reduced = (rng.random(shape) < prevalence).astype(float)
-        else:
-            self.reduced = np.full(shape, float(patient.sural))
+        self.reduced = new_sural_status(patient, p.params, shape, rng)
 
     def from_prior(self) -> tuple[np.ndarray, np.ndarray]:
         """Level and rate drawn from the population model."""
@@ -520,21 +451,6 @@ class _Candidates:
         normal = stats.multivariate_normal(mean, cov).logpdf(np.stack([level, rate], axis=-1))
         proposal = np.logaddexp(np.log1p(-PRIOR_SHARE) + normal, np.log(PRIOR_SHARE) + prior)
         return level, rate, prior + self.log_lik(level, rate, years, exposure, observed) - proposal
-
-
-def _new_site(
-    population: Population,
-    name: str,
-    site: int | None,
-    shape: tuple[int, int],
-    rng: np.random.Generator,
-) -> np.ndarray:
-    if name not in population.params:
-        return np.zeros(shape)
-    if site is not None:
-        return np.broadcast_to(population.params[name][:, site, None], shape)
-    spread = population.get(f"{name}_sd", 0.0)[:, None]
-    return spread * rng.standard_normal(shape)
 
 
 def score_distribution(
@@ -585,37 +501,6 @@ def score_distribution(
         "p_threshold": p_threshold,
         "quantiles": np.quantile(draws, levels, axis=0).T,
     }
-
-
-def standardised(values: Any, binary: bool, scale: dict[str, float]) -> float:
-    """A covariate value in the fit's standardised units (NaN stays NaN)."""
-    value = float(values)
-    if binary or not np.isfinite(value):
-        return value
-    return (value - scale["mean"]) / scale["sd"]
-
-
-def new_patient(
-    cohort: Any,
-    patient_id: str,
-    constant: xr.Dataset,
-    standardisation: dict[str, dict[str, float]],
-    binary: np.ndarray,
-) -> NewPatient:
-    """The :class:`NewPatient` of a cohort's patient, in the fit's units."""
-    sites = [str(s) for s in constant["site"].values] if "site" in constant.coords else []
-    site_name = str(cohort.patients.loc[patient_id, "site"])
-    site = sites.index(site_name) if site_name in sites else None
-    names = [str(c) for c in constant["covariate"].values] if "covariate" in constant.coords else []
-    fitted = np.asarray(constant["covariate_value"].values, float) if names else np.zeros((0, 0))
-    share = np.array([np.nanmean(fitted[:, c]) if binary[c] else np.nan for c in range(len(names))])
-    values = []
-    for c, name in enumerate(names):
-        raw = blocks.covariate_values(cohort, name)
-        values.append(standardised(raw.loc[patient_id], binary[c], standardisation.get(name, {})))
-    status = cohort.patients.loc[patient_id, "sural_reduced"]
-    sural = None if pd.isna(status) else float(bool(status))
-    return NewPatient(site, np.asarray(values, float), binary, np.nan_to_num(share), sural)
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -671,6 +556,8 @@ class Predictor:
         self.rng = np.random.default_rng(seed)
         fitted_ids = [str(p) for p in posterior["patient"].values]
         self._fitted = {pid: i for i, pid in enumerate(fitted_ids)}
+        c = self.constant
+        self._sites = [str(x) for x in c["site"].values] if "site" in c.coords else []
         self._level, self._rate = fitted_patient_effects(
             posterior, self.constant, self.population, self.binary
         )
@@ -719,7 +606,12 @@ class Predictor:
             out = PatientDraws(level, rate, reduced, True, float("nan"))
         else:
             patient = new_patient(
-                self.cohort, patient_id, self.constant, self.standardisation, self.binary
+                self.cohort,
+                patient_id,
+                self.constant,
+                self.standardisation,
+                self.binary,
+                self._sites,
             )
             level, rate, reduced, ess = new_patient_effects(
                 self.population, patient, years, exposure, observed, self.rng
