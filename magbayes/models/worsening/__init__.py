@@ -48,11 +48,13 @@ The package: this module's ``DEFINITION`` (the model definition the pipeline rea
 :mod:`~magbayes.models.worsening.design` (:func:`make_design`, follow-up rows),
 :mod:`~magbayes.models.worsening.model` (:func:`build_model` and its likelihood),
 :mod:`~magbayes.models.worsening.outputs` (survival curves, hazard ratios, their files,
-the words and figures of the report).
+the words and figures of the report), :mod:`~magbayes.models.worsening.predictions`
+(a patient's worsening-free probability under treatment strategies).
 """
 
 from magbayes.labels import score_name
 from magbayes.models.base import ModelDefinition, ModelFigure
+from magbayes.models.worsening import predictions
 from magbayes.models.worsening.definition import (
     DEFAULTS,
     HEADLINE,
@@ -87,6 +89,7 @@ from magbayes.models.worsening.outputs import (
     effects,
     hazard_ratio_table,
     methods_sentence,
+    plot_patient_worsening,
     plot_survival_curves,
     survival_curve_table,
     survival_curves,
@@ -159,4 +162,6 @@ DEFINITION = ModelDefinition(
         ),
     ),
     write_outputs=write_outputs,
+    predict=predictions.predict,
+    prediction_figure=plot_patient_worsening,
 )

@@ -282,3 +282,54 @@ def methods_sentence(result: Any) -> str:
         "and time-varying treatment exposure; rituximab's hazard ratio was allowed to differ "
         "with early sural reduction."
     )
+
+
+def plot_patient_worsening(
+    predictions: xr.Dataset, cohort: Any, patient: str, path: str | Path
+) -> Path:
+    """Draw one patient's worsening-free probability under each strategy, on one panel.
+
+    Each strategy's posterior mean (line) and HDI (band), its rituximab start (dotted),
+    the patient's baseline visit (grey line) and, if seen, the visit that first showed a
+    confirmed worsening (black cross at the bottom).
+    """
+    from matplotlib.figure import Figure
+
+    from magbayes.models.progression.figures import COLOURS
+
+    sub = predictions.sel(patient=patient)
+    years = np.asarray(predictions["time"].values, float)
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for k, strategy in enumerate(predictions["strategy"].values):
+        colour = COLOURS[k % len(COLOURS)]
+        row = sub.sel(strategy=strategy)
+        ax.fill_between(
+            years,
+            row["worsening_free_hdi_low"],
+            row["worsening_free_hdi_high"],
+            color=colour,
+            alpha=0.15,
+            lw=0,
+        )
+        ax.plot(years, row["worsening_free"], color=colour, lw=1.6, label=str(strategy))
+        start = float(row["rituximab_start"])
+        if np.isfinite(start):
+            ax.axvline(start, color=colour, ls=":", lw=1)
+    ax.axvline(float(sub["at_risk_from"]), color="#888888", lw=0.8, label="baseline visit")
+    seen = float(sub["worsening_seen_by"])
+    if np.isfinite(seen):
+        ax.plot([seen], [0.02], "x", color="#222222", ms=7, label="worsening seen")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("years since onset")
+    ax.set_ylabel(
+        f"probability free of confirmed {predictions.attrs.get('score', '').upper()} worsening"
+    )
+    kind = "fitted patient" if bool(sub["fitted"]) else "new patient"
+    band = round(100 * float(predictions.attrs.get("hdi_prob", 0.94)))
+    ax.set_title(f"{patient} ({kind}): posterior mean and {band}% HDI", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    return path
