@@ -8,6 +8,7 @@ with the fit's posterior predictive.
 
 from __future__ import annotations
 
+import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
@@ -192,8 +193,6 @@ def test_the_timing_contrast_covers_the_true_contrast_on_a_large_cohort():
     """
     import json
 
-    import arviz as az
-
     from magbayes.predict import DEFAULT_STRATEGIES, apply_to_cohort
     from magbayes.simulate.replay import true_contrast
 
@@ -218,3 +217,48 @@ def test_the_timing_contrast_covers_the_true_contrast_on_a_large_cohort():
             hdi = az.hdi(timing[measure].sel(group=group), prob=0.9)
             low, high = float(hdi.sel(ci_bound="lower")), float(hdi.sel(ci_bound="upper"))
             assert low <= true <= high, (group, measure, low, true, high)
+
+
+def test_irods_predictions_are_centiles_that_match_the_posterior_predictive(sim):
+    """The Beta (I-RODS) family: expected centiles at the visits, bands, P(centile <= 50)."""
+    fit = mb.fit(
+        sim.cohort,
+        "progression",
+        draws=200,
+        tune=300,
+        chains=2,
+        seed=6,
+        progress=False,
+        overrides={"outcome": {"score": "irods"}},
+        prior_predictive=False,
+    )
+    tree = fit.posterior
+    const = tree["constant_data"]
+    ppc = tree["posterior_predictive"]["score"].astype(float)
+    patients = [str(p) for p in const["patient"].values]
+    known = np.nonzero(np.asarray(const["sural_known"].values, bool))[0][:6]
+    patient_of_visit = np.asarray(const["patient_of_visit"].values, int)
+    years = np.asarray(const["years_since_onset"].values, float)
+    for i in known:
+        visits = np.nonzero(patient_of_visit == i)[0]
+        predicted = mb.predict(
+            fit, sim.cohort, times=years[visits], strategies=[AS_OBSERVED], patients=[patients[i]]
+        )["predictions"].isel(patient=0, strategy=0)
+        draws = ppc.isel(visit=visits)
+        replicated = draws.mean(("chain", "draw")).values
+        se = draws.std(("chain", "draw")).values / np.sqrt(
+            draws.sizes["chain"] * draws.sizes["draw"]
+        )
+        assert np.all(np.abs(predicted["mean"].values - replicated) < 4 * se + 0.5)
+        band = predicted["band"].values
+        assert np.all((band >= 0) & (band <= 100)) and np.all(np.diff(band, axis=-1) >= 0)
+        # P(centile <= 50) against the share of predictive draws at or below 50, within
+        # 4 Monte Carlo standard errors of that share (from its effective sample size)
+        indicator = (draws <= 50).astype(float)
+        below = indicator.mean(("chain", "draw")).values
+        ess = np.asarray(az.ess(indicator).values, float)
+        mcse = np.sqrt(np.clip(below * (1 - below), 0.01, None) / ess)
+        assert np.all(np.abs(predicted["p_disabled"].values - below) < 4 * mcse + 0.01)
+    ds = mb.predict(fit, sim.cohort, times=[0, 6, 12], patients=[patients[0]])["predictions"]
+    assert ds.attrs["score"] == "irods" and ds.attrs["threshold_direction"] == "at or below"
+    assert "p_category" not in ds
