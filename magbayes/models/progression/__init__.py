@@ -421,31 +421,72 @@ class VisitLayout:
         return rate_sural * self.unknown_years + gamma_x * self.unknown_rituximab_years
 
 
+def score_loglik_by_status(
+    family: str,
+    layout: VisitLayout,
+    value,
+    anchor,
+    rate,
+    coefficients,
+    rate_sural,
+    gamma_x,
+    param,
+    any_unknown: bool,
+):
+    """Per-patient log-likelihood of the scores under each early-sural status.
+
+    The scores are read from the (patient, visit_slot) ``value`` at each visit; the
+    log-probability of each visit is computed once (long layout, no padding) and summed
+    per patient. Only the visits of patients whose status is unknown are computed a second
+    time, under "reduced".
+
+    Returns
+    -------
+    per_patient : pytensor.tensor.TensorVariable
+        Shape (patient,): under each patient's known status, "preserved" when unknown.
+    if_reduced : pytensor.tensor.TensorVariable or None
+        Shape (unknown patient,): under "reduced", for ``layout.unknown_patient``;
+        ``None`` when every status is known.
+    """
+    scores_at_visits = value[layout.patient, layout.slot]
+    eta = layout.eta(anchor, rate, coefficients)
+    cells = scores.visit_logp(family, scores_at_visits, eta, param)
+    per_patient = pt.inc_subtensor(pt.zeros(value.shape[0])[layout.patient], cells)
+    if not any_unknown:
+        return per_patient, None
+    visits = layout.unknown_visit
+    eta_reduced = eta[visits] + layout.sural_shift(rate_sural, gamma_x)
+    cells_reduced = scores.visit_logp(family, scores_at_visits[visits], eta_reduced, param)
+    by_unknown_patient = pt.zeros(layout.unknown_patient.shape[0])[layout.unknown_slot]
+    return per_patient, pt.inc_subtensor(by_unknown_patient, cells_reduced)
+
+
 def _score_logp(family: str, layout: VisitLayout, any_unknown: bool):
     """Per-patient log-likelihood of the scores, summing out an unknown early-sural status.
 
-    The scores are read from the (patient, visit_slot) value at each visit; the
-    log-probability of each visit is computed once (long layout, no padding) and summed
-    per patient. Only the visits of patients whose status is unknown are computed a second
-    time, under "reduced", and mixed with the estimated prevalence.
+    :func:`score_loglik_by_status`, the two statuses of an unknown one mixed with the
+    estimated prevalence.
     """
 
     def logp(value, slots, anchor, rate, coefficients, rate_sural, gamma_x, prevalence, param):
         coefficients = _core(coefficients, 1)
         param = _core(param, 1 if family == "ordered_logistic" else 0)
         rate_sural, gamma_x, prevalence = (_core(v, 0) for v in (rate_sural, gamma_x, prevalence))
-        scores_at_visits = value[layout.patient, layout.slot]
-        eta = layout.eta(anchor, rate, coefficients)
-        cells = scores.visit_logp(family, scores_at_visits, eta, param)
-        per_patient = pt.inc_subtensor(pt.zeros(value.shape[0])[layout.patient], cells)
-        if not any_unknown:
+        per_patient, if_reduced = score_loglik_by_status(
+            family,
+            layout,
+            value,
+            anchor,
+            rate,
+            coefficients,
+            rate_sural,
+            gamma_x,
+            param,
+            any_unknown,
+        )
+        if if_reduced is None:
             return per_patient
-        visits = layout.unknown_visit
-        eta_reduced = eta[visits] + layout.sural_shift(rate_sural, gamma_x)
-        cells_reduced = scores.visit_logp(family, scores_at_visits[visits], eta_reduced, param)
         unknown = layout.unknown_patient
-        by_unknown_patient = pt.zeros(unknown.shape[0])[layout.unknown_slot]
-        if_reduced = pt.inc_subtensor(by_unknown_patient, cells_reduced)
         if_chosen = per_patient[unknown]
         mixed = pt.logaddexp(pt.log(prevalence) + if_reduced, pt.log1p(-prevalence) + if_chosen)
         return pt.set_subtensor(per_patient[unknown], mixed)
@@ -694,6 +735,122 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
         Observed variable ``score`` (per patient, over visit slots) whose log-likelihood is
         per patient, so PSIS-LOO leaves out one patient at a time.
     """
+    with pm.Model(coords=model_coords(design)) as model:
+        add_score(design, add_trajectory(design, spec))
+    return model
+
+
+def model_coords(design: Design) -> dict[str, Any]:
+    """The model's coordinates: the design's, less empty ones (``treatment`` kept)."""
+    return {k: v for k, v in design.coords.items() if len(v) or k == "treatment"}
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """The latent disability of a built model: its variables, for the score and other parts.
+
+    At ``t`` years since onset, patient ``i`` has latent disability
+    ``level[i] + rate[i] * t + exposure_matrix(...)(t) @ coefficient`` under their known
+    early-sural status ("preserved" when unknown; "reduced" adds
+    ``rate_sural * t + gamma_x * rituximab_years(t)``).
+
+    Attributes
+    ----------
+    level, rate : pytensor.tensor.TensorVariable
+        Per patient: level at onset (logit) and rate before treatment, known early sural
+        reduction included (logit per year).
+    coefficient : pytensor.tensor.TensorVariable
+        Population coefficients of the columns of :func:`exposure_matrix`.
+    rate_sural, gamma_x, prevalence : pytensor.tensor.TensorVariable
+        Faster rate with early sural reduction, its change after rituximab, and the
+        prevalence of reduction (for unknown statuses).
+    covariates : pytensor.tensor.TensorVariable or None
+        Standardised covariates (patient, covariate), missing values imputed.
+    anchor, visit_rate : pytensor.tensor.TensorVariable
+        What the score's likelihood reads: per patient, the level and the coefficient of
+        ``layout.time`` (centred on the patient's visits in centred coordinates).
+    param : pytensor.tensor.TensorVariable
+        Cutpoints (ordered logistic) or precision (Beta).
+    layout_values : VisitLayout
+        The visits' arrays (numpy); ``layout`` the same as model inputs.
+    family : str
+        The score's likelihood.
+    """
+
+    level: Any
+    rate: Any
+    coefficient: Any
+    rate_sural: Any
+    gamma_x: Any
+    prevalence: Any
+    covariates: Any
+    anchor: Any
+    visit_rate: Any
+    param: Any
+    layout_values: VisitLayout
+    layout: VisitLayout
+    family: str
+
+    def score_inputs(self) -> tuple[Any, ...]:
+        """What the score's log-probability takes after the visit slots, in order."""
+        return (
+            self.anchor,
+            self.visit_rate,
+            self.coefficient,
+            self.rate_sural,
+            self.gamma_x,
+            self.prevalence,
+            self.param,
+        )
+
+
+def exposure_matrix(
+    exposure: dict[str, np.ndarray], reduced_known: np.ndarray, n_treatments: int, tspec: Any
+) -> np.ndarray:
+    """Columns whose effects are the trajectory's population coefficients, in their order.
+
+    Parameters
+    ----------
+    exposure : dict
+        From :func:`_course_exposure` at some times (rows): years since each treatment
+        started, and courses started by then.
+    reduced_known : numpy.ndarray
+        Per row: 1 where the row's patient has known early sural reduction.
+    n_treatments : int
+        Treatments other than rituximab with their own effect.
+    tspec : Spec section
+        ``[treatments]`` (``later_line_effect``, ``level_change``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (row, coefficient), matching :attr:`Trajectory.coefficient`.
+    """
+    rituximab_years = np.asarray(exposure["rituximab_years"], float)
+    columns: list[np.ndarray] = []
+    if n_treatments:
+        columns.append(np.asarray(exposure["treatment_years"], float))
+    columns.append(rituximab_years[:, None])
+    columns.append((rituximab_years * reduced_known)[:, None])
+    if tspec.get("later_line_effect", True):
+        columns.append(np.asarray(exposure["later_line_years"], float)[:, None])
+    if tspec.get("level_change", False):
+        if n_treatments:
+            columns.append(np.asarray(exposure["treatment_started"], float))
+        columns.append(np.asarray(exposure["rituximab_started"], float)[:, None])
+    return np.concatenate(columns, axis=1)
+
+
+def add_trajectory(design: Design, spec: Spec) -> Trajectory:
+    """The trajectory's variables, in the current model (:func:`build_model`'s context).
+
+    Parameters
+    ----------
+    design : Design
+        From :func:`make_design`.
+    spec : Spec
+        Resolved spec with the progression model's sections.
+    """
     priors = spec.section("priors")
 
     def prior(key: str) -> float:
@@ -702,7 +859,6 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
     tspec = spec.section("treatments")
     family = design.counts["likelihood"]
     d = design.data
-    coords = {k: v for k, v in design.coords.items() if len(v) or k == "treatment"}
     n_patients = len(design.coords["patient"])
     n_treatments = len(design.coords["treatment"])
     n_covariates = len(design.coords["covariate"])
@@ -713,224 +869,238 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
     patients_as = _patient_parametrisation(design, spec)
     centred = patients_as != "non_centred"
 
-    with pm.Model(coords=coords) as model:
-        # every array of the cohort is a ``pm.Data`` input of the compiled model rather
-        # than a constant in it: one compiled model then serves every cohort with the same
-        # structure (magbayes.compile_cache), and only the first fit of a spec compiles
-        site_of_patient = _data("site_of_patient", d["site_of_patient"])
-        pooling = spec.section("sites")["pooling"]
-        centred_sites = _centred_sites(design, spec)
-        site_level = blocks.site_effect(
-            "site_level",
-            site_of_patient,
-            pooling=pooling,
-            scale=prior("site_sd"),
-            centred=centred_sites,
-        )
-        site_slope = blocks.site_effect(
-            "site_slope",
-            site_of_patient,
-            pooling=pooling,
-            scale=prior("site_sd") / 4.0,
-            centred=centred_sites,
-        )
+    # every array of the cohort is a ``pm.Data`` input of the compiled model rather
+    # than a constant in it: one compiled model then serves every cohort with the same
+    # structure (magbayes.compile_cache), and only the first fit of a spec compiles
+    site_of_patient = _data("site_of_patient", d["site_of_patient"])
+    pooling = spec.section("sites")["pooling"]
+    centred_sites = _centred_sites(design, spec)
+    site_level = blocks.site_effect(
+        "site_level",
+        site_of_patient,
+        pooling=pooling,
+        scale=prior("site_sd"),
+        centred=centred_sites,
+    )
+    site_slope = blocks.site_effect(
+        "site_slope",
+        site_of_patient,
+        pooling=pooling,
+        scale=prior("site_sd") / 4.0,
+        centred=centred_sites,
+    )
 
-        slope = pm.Normal("slope", 0.0, prior("slope_sd"))
-        rate_sural = pm.Normal("rate_sural_reduced", 0.0, prior("sural_rate_sd"))
-        patient_sd = pm.HalfNormal(
-            "patient_sd",
-            sigma=np.array([prior("patient_level_sd"), prior("patient_rate_sd")]),
-            dims="patient_effect",
+    slope = pm.Normal("slope", 0.0, prior("slope_sd"))
+    rate_sural = pm.Normal("rate_sural_reduced", 0.0, prior("sural_rate_sd"))
+    patient_sd = pm.HalfNormal(
+        "patient_sd",
+        sigma=np.array([prior("patient_level_sd"), prior("patient_rate_sd")]),
+        dims="patient_effect",
+    )
+    corr_unit = pm.Beta("patient_corr_unit", 2.0, 2.0)
+    patient_corr = pm.Deterministic("patient_corr", 2.0 * corr_unit - 1.0)
+    # One cutpoint is fixed at 0 (integer scales), so the mean level is identified by an
+    # explicit intercept rather than by a joint shift of cutpoints and levels. Fixing the
+    # cutpoint at the cohort's median score (rather than the first) keeps the levels of
+    # most patients from moving with the uncertain gaps below it.
+    if family == "ordered_logistic":
+        spacing = prior("cutpoint_spacing")
+        anchor_cut = _data("anchor_cutpoint", np.asarray(_anchor_cutpoint(design), "int64"))
+        # prior centred between the cutpoints 1|2 and 2|3 (INCAT about 2 at onset), with
+        # cutpoints `spacing` apart on average
+        intercept_centre = spacing * (1.5 - anchor_cut)
+    else:
+        intercept_centre = 0.0
+    intercept = pm.Normal("level_intercept", intercept_centre, prior("intercept_sd"))
+    level_mean = intercept + site_level
+    x = None
+    if n_covariates:
+        x = blocks.imputed_covariates(
+            d["covariate_value"], list(d["covariate_binary"]), as_data=True
         )
-        corr_unit = pm.Beta("patient_corr_unit", 2.0, 2.0)
-        patient_corr = pm.Deterministic("patient_corr", 2.0 * corr_unit - 1.0)
-        # One cutpoint is fixed at 0 (integer scales), so the mean level is identified by an
-        # explicit intercept rather than by a joint shift of cutpoints and levels. Fixing the
-        # cutpoint at the cohort's median score (rather than the first) keeps the levels of
-        # most patients from moving with the uncertain gaps below it.
-        if family == "ordered_logistic":
-            spacing = prior("cutpoint_spacing")
-            anchor_cut = _data("anchor_cutpoint", np.asarray(_anchor_cutpoint(design), "int64"))
-            # prior centred between the cutpoints 1|2 and 2|3 (INCAT about 2 at onset), with
-            # cutpoints `spacing` apart on average
-            intercept_centre = spacing * (1.5 - anchor_cut)
-        else:
-            intercept_centre = 0.0
-        intercept = pm.Normal("level_intercept", intercept_centre, prior("intercept_sd"))
-        level_mean = intercept + site_level
-        if n_covariates:
-            x = blocks.imputed_covariates(
-                d["covariate_value"], list(d["covariate_binary"]), as_data=True
-            )
-            beta = pm.Normal("beta_covariate", 0.0, prior("covariate_sd"), dims="covariate")
-            level_mean = level_mean + pt.dot(x, beta)
-        rate_mean = slope + site_slope
-        # early sural reduction (known): a faster rate before treatment
-        sural_known_reduced = _data("early_sural_reduced", reduced_known)
-        if patients_as == "centred":
-            rate_z = pm.Normal("patient_rate_z", 0.0, 1.0, dims="patient")
-            rate = pm.Deterministic(
-                "patient_rate", rate_mean + patient_sd[1] * rate_z, dims="patient"
-            )
-        elif patients_as == "non_centred":
-            z = pm.Normal("patient_z", 0.0, 1.0, dims=("patient", "patient_effect"))
-            rate = rate_mean + patient_sd[1] * (
-                patient_corr * z[:, 0] + pt.sqrt(1.0 - patient_corr**2) * z[:, 1]
-            )
-        # ("over_visits": the rate is sampled below, once the treatment effects exist)
+        beta = pm.Normal("beta_covariate", 0.0, prior("covariate_sd"), dims="covariate")
+        level_mean = level_mean + pt.dot(x, beta)
+    rate_mean = slope + site_slope
+    # early sural reduction (known): a faster rate before treatment
+    sural_known_reduced = _data("early_sural_reduced", reduced_known)
+    if patients_as == "centred":
+        rate_z = pm.Normal("patient_rate_z", 0.0, 1.0, dims="patient")
+        rate = pm.Deterministic("patient_rate", rate_mean + patient_sd[1] * rate_z, dims="patient")
+    elif patients_as == "non_centred":
+        z = pm.Normal("patient_z", 0.0, 1.0, dims=("patient", "patient_effect"))
+        rate = rate_mean + patient_sd[1] * (
+            patient_corr * z[:, 0] + pt.sqrt(1.0 - patient_corr**2) * z[:, 1]
+        )
+    # ("over_visits": the rate is sampled below, once the treatment effects exist)
 
-        # exposures whose effects are population coefficients, one column each
-        columns: list[np.ndarray] = []
-        coefficients: list[pt.TensorVariable] = []
+    # exposures whose effects are population coefficients, one column each (in the order
+    # of exposure_matrix); early sural reduction (known) has its own change after rituximab
+    coefficients: list[pt.TensorVariable] = []
+    if n_treatments:
+        gamma = pm.Normal("gamma_treatment", 0.0, prior("treatment_sd"), dims="treatment")
+        coefficients.append(gamma)
+    gamma_rtx = pm.Normal("gamma_rituximab", 0.0, prior("rituximab_sd"))
+    gamma_x = pm.Normal("gamma_rituximab_x_sural", 0.0, prior("interaction_sd"))
+    coefficients += [gamma_rtx[None], gamma_x[None]]
+    if tspec.get("later_line_effect", True):
+        gamma_later = pm.Normal("gamma_later_line", 0.0, prior("later_line_sd"))
+        coefficients.append(gamma_later[None])
+    if tspec.get("level_change", False):
         if n_treatments:
-            gamma = pm.Normal("gamma_treatment", 0.0, prior("treatment_sd"), dims="treatment")
-            columns.append(np.asarray(d["treatment_years"], float))
-            coefficients.append(gamma)
-        gamma_rtx = pm.Normal("gamma_rituximab", 0.0, prior("rituximab_sd"))
-        gamma_x = pm.Normal("gamma_rituximab_x_sural", 0.0, prior("interaction_sd"))
-        columns.append(np.asarray(d["rituximab_years"], float)[:, None])
-        coefficients.append(gamma_rtx[None])
-        # early sural reduction (known): its own change after rituximab
-        columns.append((np.asarray(d["rituximab_years"], float) * reduced_known[patient])[:, None])
-        coefficients.append(gamma_x[None])
-        if tspec.get("later_line_effect", True):
-            gamma_later = pm.Normal("gamma_later_line", 0.0, prior("later_line_sd"))
-            columns.append(np.asarray(d["later_line_years"], float)[:, None])
-            coefficients.append(gamma_later[None])
-        if tspec.get("level_change", False):
-            if n_treatments:
-                delta = pm.Normal(
-                    "delta_treatment", 0.0, prior("level_change_sd"), dims="treatment"
-                )
-                columns.append(np.asarray(d["treatment_started"], float))
-                coefficients.append(delta)
-            delta_rtx = pm.Normal("delta_rituximab", 0.0, prior("level_change_sd"))
-            columns.append(np.asarray(d["rituximab_started"], float)[:, None])
-            coefficients.append(delta_rtx[None])
-        exposure = np.concatenate(columns, axis=1)
-        coefficient = pt.concatenate(coefficients)
+            delta = pm.Normal("delta_treatment", 0.0, prior("level_change_sd"), dims="treatment")
+            coefficients.append(delta)
+        delta_rtx = pm.Normal("delta_rituximab", 0.0, prior("level_change_sd"))
+        coefficients.append(delta_rtx[None])
+    exposure = exposure_matrix(d, reduced_known[patient], n_treatments, tspec)
+    coefficient = pt.concatenate(coefficients)
 
-        if centred:
-            # The patient's level is sampled as the mean latent disability over their
-            # visits, which the visits pin down on their own, instead of the level at onset,
-            # which trades off against the rate and every treatment effect when visits come
-            # years after onset. Same model: level at onset = level over visits - mean
-            # change over visits, a shift by other parameters (unit Jacobian), and the
-            # prior of the level at onset given the rate is unchanged. The visits then only
-            # need the times and exposures centred on each patient's mean.
-            mean_years = _per_patient_mean(years, patient, n_patients)
-            mean_exposure = _per_patient_mean(exposure, patient, n_patients)
-            rituximab_years = np.asarray(d["rituximab_years"], float)
-            mean_rituximab = _per_patient_mean(rituximab_years, patient, n_patients)
-            time = years - mean_years[patient]
-            exposure = exposure - mean_exposure[patient]
-            if patients_as == "over_visits":
-                # The rate too is sampled as seen over the visits: the slope of the latent
-                # disability over the patient's visits, treatments included, which the
-                # visits pin down, instead of the rate before any treatment, which trades
-                # off against every treatment effect. The exposures keep only what their
-                # per-patient straight line over the visits does not explain. Same model:
-                # rate over visits = rate + sum(effect x exposure slope), a shift (unit
-                # Jacobian); its prior is the rate's, shifted.
-                exposure_slope = _per_patient_slope(exposure, time, patient, n_patients)
-                change_in_rate = pt.dot(
-                    _data("patient_exposure_slope", exposure_slope), coefficient
-                )
-                rate_visits = pm.Normal(
-                    "patient_rate_over_visits",
-                    rate_mean + rate_sural * sural_known_reduced + change_in_rate,
-                    patient_sd[1],
-                    dims="patient",
-                )
-                rate = pm.Deterministic(
-                    "patient_rate",
-                    rate_visits - change_in_rate - rate_sural * sural_known_reduced,
-                    dims="patient",
-                )
-                rate_z = (rate - rate_mean) / patient_sd[1]
-                exposure = exposure - exposure_slope[patient] * time[:, None]
-            rate_with_sural = rate + rate_sural * sural_known_reduced
-            mean_change = rate_with_sural * _data("patient_mean_years", mean_years) + pt.dot(
-                _data("patient_mean_exposure", mean_exposure), coefficient
-            )
-            # A patient whose early-sural status is unknown has, under "reduced", every
-            # visit shifted by rate_sural x years + gamma_x x rituximab years (summed out in
-            # the likelihood). Their sampled level lies that share of the mean shift between
-            # the two statuses' levels over the visits, so that the level is not pulled
-            # along by rate_sural times their mean years since onset whenever their visits
-            # favour "reduced". Same model: a shift by other parameters.
-            unknown_shift = pt.zeros(())
-            if not known.all():
-                share = _data("unknown_status_share", _unknown_status_share(known, reduced_known))
-                unknown_shift = share * (
-                    rate_sural * _data("unknown_mean_years", mean_years * ~known)
-                    + gamma_x * _data("unknown_mean_rituximab_years", mean_rituximab * ~known)
-                )
-            level_over_visits = pm.Normal(
-                "patient_level_over_visits",
-                level_mean + patient_corr * patient_sd[0] * rate_z + mean_change + unknown_shift,
-                patient_sd[0] * pt.sqrt(1.0 - patient_corr**2),
+    if centred:
+        # The patient's level is sampled as the mean latent disability over their
+        # visits, which the visits pin down on their own, instead of the level at onset,
+        # which trades off against the rate and every treatment effect when visits come
+        # years after onset. Same model: level at onset = level over visits - mean
+        # change over visits, a shift by other parameters (unit Jacobian), and the
+        # prior of the level at onset given the rate is unchanged. The visits then only
+        # need the times and exposures centred on each patient's mean.
+        mean_years = _per_patient_mean(years, patient, n_patients)
+        mean_exposure = _per_patient_mean(exposure, patient, n_patients)
+        rituximab_years = np.asarray(d["rituximab_years"], float)
+        mean_rituximab = _per_patient_mean(rituximab_years, patient, n_patients)
+        time = years - mean_years[patient]
+        exposure = exposure - mean_exposure[patient]
+        if patients_as == "over_visits":
+            # The rate too is sampled as seen over the visits: the slope of the latent
+            # disability over the patient's visits, treatments included, which the
+            # visits pin down, instead of the rate before any treatment, which trades
+            # off against every treatment effect. The exposures keep only what their
+            # per-patient straight line over the visits does not explain. Same model:
+            # rate over visits = rate + sum(effect x exposure slope), a shift (unit
+            # Jacobian); its prior is the rate's, shifted.
+            exposure_slope = _per_patient_slope(exposure, time, patient, n_patients)
+            change_in_rate = pt.dot(_data("patient_exposure_slope", exposure_slope), coefficient)
+            rate_visits = pm.Normal(
+                "patient_rate_over_visits",
+                rate_mean + rate_sural * sural_known_reduced + change_in_rate,
+                patient_sd[1],
                 dims="patient",
             )
-            anchor = level_over_visits - unknown_shift
-            pm.Deterministic("patient_level", anchor - mean_change, dims="patient")
-            if patients_as == "over_visits":
-                rate_with_sural = rate_visits  # the coefficient of the centred time
-        else:
-            rate_with_sural = rate + rate_sural * sural_known_reduced
-            anchor = level_mean + patient_sd[0] * z[:, 0]
-            time = years
-        unknown_patient = np.nonzero(~known)[0]
-        unknown_visit = np.nonzero(~known[patient])[0]
-        layout_values = VisitLayout(
-            patient=patient,
-            slot=np.asarray(d["visit_slot_of_visit"], int),
-            time=time,
-            columns=exposure,
-            unknown_visit=unknown_visit,
-            unknown_slot=np.searchsorted(unknown_patient, patient[unknown_visit]),
-            unknown_patient=unknown_patient,
-            unknown_years=years[unknown_visit],
-            unknown_rituximab_years=np.asarray(d["rituximab_years"], float)[unknown_visit],
-        )
-        layout = layout_values.as_data()
-        prevalence = blocks.sural_prevalence(d["sural_known"], d["sural_reduced"], as_data=True)
-
-        if family == "ordered_logistic":
-            gaps = pm.Gamma("cutpoint_gap", alpha=4.0, beta=4.0 / spacing, dims="gap")
-            # cutpoint `anchor_cut` is 0; the others are cumulated gaps below and above it
-            above = pt.cumsum(gaps[anchor_cut:])
-            below = -pt.cumsum(gaps[:anchor_cut][::-1])[::-1]
-            param = pm.Deterministic(
-                "cutpoints", pt.concatenate([below, pt.zeros(1), above]), dims="cutpoint"
+            rate = pm.Deterministic(
+                "patient_rate",
+                rate_visits - change_in_rate - rate_sural * sural_known_reduced,
+                dims="patient",
             )
-            signature = "(s),(),(),(k),(),(),(),(c)->(s)"
-            fill = -1
-        else:
-            param = pm.Exponential("irods_precision", prior("irods_precision_rate"))
-            signature = "(s),(),(),(k),(),(),(),()->(s)"
-            fill = 0.5  # padding must not be NaN (PyMC would impute it)
-
-        slots = _data("visit_slot_used", _padded(np.ones(len(years), bool), design, False))
-        observed = _padded(d["score"], design, fill).astype(_score_dtype(family))
-        pm.CustomDist(
-            "score",
-            slots,
-            anchor,
-            rate_with_sural,
-            coefficient,
-            rate_sural,
-            gamma_x,
-            prevalence,
-            param,
-            logp=_score_logp(family, layout, len(layout_values.unknown_patient) > 0),
-            random=_score_random(family, layout_values, fill),
-            signature=signature,
-            observed=_data("score_observed", observed),
-            dims=("patient", "visit_slot"),
-            dtype=_score_dtype(family),
+            rate_z = (rate - rate_mean) / patient_sd[1]
+            exposure = exposure - exposure_slope[patient] * time[:, None]
+        rate_with_sural = rate + rate_sural * sural_known_reduced
+        mean_change = rate_with_sural * _data("patient_mean_years", mean_years) + pt.dot(
+            _data("patient_mean_exposure", mean_exposure), coefficient
         )
-    return model
+        # A patient whose early-sural status is unknown has, under "reduced", every
+        # visit shifted by rate_sural x years + gamma_x x rituximab years (summed out in
+        # the likelihood). Their sampled level lies that share of the mean shift between
+        # the two statuses' levels over the visits, so that the level is not pulled
+        # along by rate_sural times their mean years since onset whenever their visits
+        # favour "reduced". Same model: a shift by other parameters.
+        unknown_shift = pt.zeros(())
+        if not known.all():
+            share = _data("unknown_status_share", _unknown_status_share(known, reduced_known))
+            unknown_shift = share * (
+                rate_sural * _data("unknown_mean_years", mean_years * ~known)
+                + gamma_x * _data("unknown_mean_rituximab_years", mean_rituximab * ~known)
+            )
+        level_over_visits = pm.Normal(
+            "patient_level_over_visits",
+            level_mean + patient_corr * patient_sd[0] * rate_z + mean_change + unknown_shift,
+            patient_sd[0] * pt.sqrt(1.0 - patient_corr**2),
+            dims="patient",
+        )
+        anchor = level_over_visits - unknown_shift
+        level_at_onset = pm.Deterministic("patient_level", anchor - mean_change, dims="patient")
+        rate_at_onset = rate_with_sural
+        if patients_as == "over_visits":
+            rate_with_sural = rate_visits  # the coefficient of the centred time
+    else:
+        rate_with_sural = rate_at_onset = rate + rate_sural * sural_known_reduced
+        anchor = level_mean + patient_sd[0] * z[:, 0]
+        level_at_onset = anchor
+        time = years
+    unknown_patient = np.nonzero(~known)[0]
+    unknown_visit = np.nonzero(~known[patient])[0]
+    layout_values = VisitLayout(
+        patient=patient,
+        slot=np.asarray(d["visit_slot_of_visit"], int),
+        time=time,
+        columns=exposure,
+        unknown_visit=unknown_visit,
+        unknown_slot=np.searchsorted(unknown_patient, patient[unknown_visit]),
+        unknown_patient=unknown_patient,
+        unknown_years=years[unknown_visit],
+        unknown_rituximab_years=np.asarray(d["rituximab_years"], float)[unknown_visit],
+    )
+    layout = layout_values.as_data()
+    prevalence = blocks.sural_prevalence(d["sural_known"], d["sural_reduced"], as_data=True)
+
+    if family == "ordered_logistic":
+        gaps = pm.Gamma("cutpoint_gap", alpha=4.0, beta=4.0 / spacing, dims="gap")
+        # cutpoint `anchor_cut` is 0; the others are cumulated gaps below and above it
+        above = pt.cumsum(gaps[anchor_cut:])
+        below = -pt.cumsum(gaps[:anchor_cut][::-1])[::-1]
+        param = pm.Deterministic(
+            "cutpoints", pt.concatenate([below, pt.zeros(1), above]), dims="cutpoint"
+        )
+    else:
+        param = pm.Exponential("irods_precision", prior("irods_precision_rate"))
+
+    return Trajectory(
+        level=level_at_onset,
+        rate=rate_at_onset,
+        coefficient=coefficient,
+        rate_sural=rate_sural,
+        gamma_x=gamma_x,
+        prevalence=prevalence,
+        covariates=x,
+        anchor=anchor,
+        visit_rate=rate_with_sural,
+        param=param,
+        layout_values=layout_values,
+        layout=layout,
+        family=family,
+    )
+
+
+def add_score(design: Design, trajectory: Trajectory) -> pt.TensorVariable:
+    """The observed scores (``score``, per patient over visit slots), in the current model.
+
+    Returns
+    -------
+    pytensor.tensor.TensorVariable
+        The observed scores as a model input (patient, visit_slot).
+    """
+    family = trajectory.family
+    fill = -1 if family == "ordered_logistic" else 0.5  # padding must not be NaN (PyMC imputes it)
+    signature = (
+        "(s),(),(),(k),(),(),(),(c)->(s)"
+        if family == "ordered_logistic"
+        else "(s),(),(),(k),(),(),(),()->(s)"
+    )
+    years = np.asarray(design.data["years_since_onset"], float)
+    layout_values = trajectory.layout_values
+    slots = _data("visit_slot_used", _padded(np.ones(len(years), bool), design, False))
+    observed = _data(
+        "score_observed", _padded(design.data["score"], design, fill).astype(_score_dtype(family))
+    )
+    pm.CustomDist(
+        "score",
+        slots,
+        *trajectory.score_inputs(),
+        logp=_score_logp(family, trajectory.layout, len(layout_values.unknown_patient) > 0),
+        random=_score_random(family, layout_values, fill),
+        signature=signature,
+        observed=observed,
+        dims=("patient", "visit_slot"),
+        dtype=_score_dtype(family),
+    )
+    return observed
 
 
 #: Target acceptance of the automatic refit in non-centred coordinates. On three 47-patient
