@@ -73,6 +73,10 @@ def has_end_columns(table: RawTable) -> bool:
     return any(table.has(column) for column in END_COLUMNS)
 
 
+def _has_time_columns(table: RawTable) -> bool:
+    return any(table.has(c) for pair in END_TIME_COLUMNS.values() for c in pair if c)
+
+
 def detect_end_convention(table: RawTable, log: ProblemLog) -> TimeConvention | None:
     """Whether the end times of patients.csv are dates or years; ``None`` when not given.
 
@@ -90,8 +94,7 @@ def detect_end_convention(table: RawTable, log: ProblemLog) -> TimeConvention | 
         ``start`` is the end column, ``stop`` the lower-bound column (when present);
         ``None`` when the file has no end time column (or mixes them: noted).
     """
-    time_columns = [c for pair in END_TIME_COLUMNS.values() for c in pair if c]
-    if not any(table.has(column) for column in time_columns):
+    if not _has_time_columns(table):
         return None
     return detect_convention(table, END_TIME_COLUMNS, log)
 
@@ -164,7 +167,9 @@ def read_end_of_follow_up(
             columns["end_lower_years"] = lower
             if convention.uses_dates:
                 columns["end_lower_date"] = lower_dates
-    _check_reason_and_time(table, convention, reason, log)
+    if convention is not None or not _has_time_columns(table):
+        # (a file that mixes end_date and end_years is reported once, as a whole)
+        _check_reason_and_time(table, convention, reason, log)
     if convention is not None and convention.stop is not None:
         _check_lower_bound(table, convention, end, lower, reason, log)
     return columns

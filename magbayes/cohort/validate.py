@@ -215,7 +215,8 @@ def check_patients(
     columns |= _read_patient_measurements(table, log)
     columns |= _read_extras(table, _PATIENT_COLUMNS, log)
     frame = pd.DataFrame(columns, index=table.frame.index).reset_index(drop=True)
-    frame = frame[[column for column in table.frame.columns if column in frame]].copy()
+    derived = [c for c in ("end_years", "end_lower_years") if c in frame and not table.has(c)]
+    frame = frame[[column for column in table.frame.columns if column in frame] + derived].copy()
     frame["patient_id"] = frame["patient_id"].astype("string")
     if "site" in frame:
         frame["site"] = frame["site"].astype("string")
