@@ -289,3 +289,25 @@ def test_stress_settings_carry_death_alpha():
     sim = simulate_stressed(STRONG_DROPOUT, seed=3)
     assert sim.cohort.has_end_of_follow_up
     assert sim.truth["end_of_follow_up"]["association"]["death_alpha"] == pytest.approx(1.5 / 0.9)
+
+
+def test_a_last_visit_with_mrs_6_is_a_death_at_that_visit():
+    # mRS 6 made common by a low last cutpoint (latent logit 12 instead of 32)
+    sim = mb.simulate_cohort(
+        n_patients=100,
+        seed=4,
+        end_of_follow_up=True,
+        progression={"cutpoints": {"mrs": [1.0, 3.0, 5.0, 7.0, 9.0, 12.0]}},
+    )
+    ends = ends_of(sim)
+    from_scores = ends[ends["death_from"] == "mrs_6"]
+    assert len(from_scores) >= 5
+    last = sim.visits.groupby("patient_id").tail(1).set_index("patient_id")
+    for pid, row in from_scores.iterrows():
+        assert row["end_reason"] == "death" and pd.isna(row["end_lower_years"])
+        assert row["end_years"] == pytest.approx(last.at[pid, "years_since_onset"])
+        # drawn later than the visit (or not at all) by the hazards
+        assert min(row["death_years"], row["lost_years"]) >= row["end_years"] - 1e-3
+    # the mRS written at that visit, when not hidden, is 6
+    shown = last.loc[from_scores.index, "mrs"].dropna()
+    assert (shown == 6).all()
