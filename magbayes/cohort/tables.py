@@ -82,6 +82,9 @@ class Cohort:
         measures of CONTRACT.md (ms, m/s, mV), any extra user columns, and the derived
         fields ``sural_reduced`` (nullable boolean), ``n_treatment_lines`` (int),
         ``n_visits`` (int) and ``follow_up_years`` (years from onset to the last visit).
+        When the cohort gives the end of follow-up: ``end_years`` (years since onset),
+        ``end_reason`` (str) and ``end_lower_years`` (years since onset); see
+        :attr:`follow_up`.
     visits : pandas.DataFrame
         One row per assessment: ``patient_id``, ``years_since_onset`` (float) and the
         scores ``incat``, ``onls``, ``mrs`` (nullable Int64) and ``irods`` (Float64,
@@ -156,6 +159,11 @@ class Cohort:
         patients.index = patients.index.astype(str)
         patients.index.name = "patient_id"
         patients["site"] = patients["site"].astype(str)
+        for column in ("end_years", "end_lower_years"):
+            if column in patients.columns:
+                patients[column] = pd.to_numeric(patients[column]).astype(float)
+        if "end_reason" in patients.columns:
+            patients["end_reason"] = patients["end_reason"].astype("string")
 
         visits = visits.copy()
         visits["patient_id"] = visits["patient_id"].astype(str)
@@ -251,6 +259,27 @@ class Cohort:
         """Number of visits (assessments)."""
         return len(self.visits)
 
+    @property
+    def follow_up(self) -> pd.DataFrame:
+        """When and why each patient's follow-up ended (years since onset).
+
+        One row per patient (indexed by ``patient_id``): ``last_visit_years``,
+        ``end_years``, ``end_reason``, ``end_lower_years`` (the last contact before a death
+        known only to lie between two contacts) and ``died``; see
+        :func:`magbayes.cohort.follow_up.follow_up_table`. Without the end-of-follow-up
+        columns, every end is missing and no one died.
+        """
+        from magbayes.cohort.follow_up import follow_up_table
+
+        return follow_up_table(self.patients, self.visits)
+
+    @property
+    def has_end_of_follow_up(self) -> bool:
+        """Whether any patient has an end of follow-up (``end_years`` and ``end_reason``)."""
+        return "end_years" in self.patients.columns and bool(
+            self.patients["end_years"].notna().any()
+        )
+
     def summary(self) -> dict:
         """Counts a reader wants before fitting anything.
 
@@ -260,7 +289,9 @@ class Cohort:
             Patients by site and pattern, visits per patient, courses by line and
             treatment, early-sural counts (reduced / preserved / missing) with the
             definition used, follow-up (years), and how the files were written
-            (``file_format``: ``date_format``, ``sep``, ``decimal``).
+            (``file_format``: ``date_format``, ``sep``, ``decimal``). When the cohort gives
+            the end of follow-up, also ``end_of_follow_up``
+            (:func:`magbayes.cohort.follow_up.follow_up_summary`).
         """
         p = self.patients
         pattern = p["pattern"] if "pattern" in p.columns else pd.Series(pd.NA, index=p.index)
@@ -268,7 +299,7 @@ class Cohort:
         tr = self.treatments
         visits_per = p["n_visits"]
         follow = p["follow_up_years"]
-        return {
+        summary = {
             "source": self.source,
             "file_format": self.file_format.as_dict(),
             "n_patients": int(len(p)),
@@ -311,6 +342,11 @@ class Cohort:
                 "max": float(follow.max()) if len(p) else 0.0,
             },
         }
+        if self.has_end_of_follow_up:
+            from magbayes.cohort.follow_up import follow_up_summary
+
+            summary["end_of_follow_up"] = follow_up_summary(self.follow_up)
+        return summary
 
 
 def early_sural_reduction(

@@ -17,6 +17,12 @@ import numpy as np
 import pandas as pd
 
 from magbayes.cohort.columns import ProblemLog, read_column, read_extra_column, require_columns
+from magbayes.cohort.follow_up import (
+    END_COLUMNS,
+    check_against_visits,
+    detect_end_convention,
+    read_end_of_follow_up,
+)
 from magbayes.cohort.raw import RawTable
 from magbayes.cohort.tables import PATIENT_NUMERIC, PATTERNS, RESPONSES, SCORES, TREATMENTS
 from magbayes.cohort.times import (
@@ -63,7 +69,15 @@ SEXES: tuple[str, ...] = ("F", "M")
 #: Treatments whose courses may overlap: ``other`` covers several different drugs.
 OVERLAP_ALLOWED: tuple[str, ...] = ("other",)
 
-_PATIENT_COLUMNS = {"patient_id", "site", "onset_date", "sex", "pattern", *PATIENT_NUMERIC}
+_PATIENT_COLUMNS = {
+    "patient_id",
+    "site",
+    "onset_date",
+    "sex",
+    "pattern",
+    *PATIENT_NUMERIC,
+    *END_COLUMNS,
+}
 _VISIT_COLUMNS = {"patient_id", "date", "years_since_onset", *SCORES}
 _COURSE_COLUMNS = {
     "patient_id",
@@ -137,13 +151,20 @@ def check_tables(
     course_times = (
         detect_convention(treatments, COURSE_TIME_COLUMNS, log) if treatments is not None else None
     )
+    end_times = detect_end_convention(patients, log) if patients is not None else None
     files_with_dates = [
         table.label
         for table, times in ((visits, visit_times), (treatments, course_times))
         if table is not None and times is not None and times.uses_dates
     ]
-    checked = check_patients(patients, files_with_dates, log, label=patients_label)
+    if patients is not None and end_times is not None and end_times.uses_dates:
+        files_with_dates.append(f"{patients.label} ({end_times.start})")
+    checked = check_patients(
+        patients, files_with_dates, log, label=patients_label, end_times=end_times
+    )
     visit_frame = check_visits(visits, visit_times, checked, log) if visits is not None else None
+    if patients is not None and checked.frame is not None and visits is not None:
+        check_against_visits(patients, end_times, checked.frame, visit_frame, visits.label, log)
     course_frame = (
         check_treatments(treatments, course_times, checked, log) if treatments is not None else None
     )
@@ -152,9 +173,14 @@ def check_tables(
 
 # ---------------------------------------------------------------------------- patients
 def check_patients(
-    table: RawTable | None, files_with_dates: list[str], log: ProblemLog, *, label: str
+    table: RawTable | None,
+    files_with_dates: list[str],
+    log: ProblemLog,
+    *,
+    label: str,
+    end_times: TimeConvention | None = None,
 ) -> CheckedPatients:
-    """Check patients.csv: identifiers, sites, onset dates, categories and measurements.
+    """Check patients.csv: identifiers, sites, onset dates, categories, measurements, end.
 
     Parameters
     ----------
@@ -166,6 +192,9 @@ def check_patients(
         Receives the problems.
     label : str
         File name for messages when ``table`` is ``None``.
+    end_times : TimeConvention, optional
+        Convention of the end-of-follow-up times (:mod:`magbayes.cohort.follow_up`);
+        ``None`` when the file gives none.
     """
     if table is None:
         return CheckedPatients(label=label)
@@ -181,11 +210,13 @@ def check_patients(
         site_rule = text_rule("the hospital or centre")
         columns["site"] = read_column(table, "site", site_rule, log, required=True)
     onsets = _read_onsets(table, ids, files_with_dates, log, columns)
+    columns |= read_end_of_follow_up(table, end_times, ids, onsets, log)
     columns |= _read_patient_categories(table, log)
     columns |= _read_patient_measurements(table, log)
     columns |= _read_extras(table, _PATIENT_COLUMNS, log)
     frame = pd.DataFrame(columns, index=table.frame.index).reset_index(drop=True)
-    frame = frame[[column for column in table.frame.columns if column in frame]].copy()
+    derived = [c for c in ("end_years", "end_lower_years") if c in frame and not table.has(c)]
+    frame = frame[[column for column in table.frame.columns if column in frame] + derived].copy()
     frame["patient_id"] = frame["patient_id"].astype("string")
     if "site" in frame:
         frame["site"] = frame["site"].astype("string")

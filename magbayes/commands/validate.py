@@ -137,7 +137,22 @@ def format_summary(summary: dict) -> str:
         f"Follow-up (years from onset to the last visit): min {_years(follow['min'])}, "
         f"median {_years(follow['median'])}, max {_years(follow['max'])}",
     ]
+    if "end_of_follow_up" in summary:
+        lines.append(_end_of_follow_up_line(summary["end_of_follow_up"]))
     return "\n".join(lines)
+
+
+def _end_of_follow_up_line(end: dict) -> str:
+    """One line: patients with an end of follow-up, by reason, interval-censored deaths."""
+    reasons = ", ".join(f"{reason} {n}" for reason, n in end["by_reason"].items())
+    total = end["given"] + end["not_given"]
+    after = end["years_after_last_visit"]
+    return (
+        f"End of follow-up: given for {end['given']} of {total} patients ({reasons}; "
+        f"{end['deaths_interval_censored']} death(s) known only between two contacts); "
+        f"years after the last visit: median {_years(after['median'])}, "
+        f"max {_years(after['max'])}"
+    )
 
 
 def _counts(counts: dict) -> str:

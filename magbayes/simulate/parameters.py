@@ -20,6 +20,9 @@ figure from ``CLINICAL.md`` or "assumption"). The parameters are grouped in sect
 ``response``
     Ordered-logistic model of the clinician's rating of each course
     (:mod:`magbayes.simulate.responses`).
+``dropout``
+    Death and loss to follow-up, used only with ``end_of_follow_up=True``
+    (:mod:`magbayes.simulate.dropout`).
 
 Overrides (the ``**overrides`` of :func:`magbayes.simulate.simulate_cohort`) are given
 either as a whole section (``progression={"slope": 0.8}``) or, for a name that exists in
@@ -238,6 +241,20 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "site_sd": 0.2,
         "cutpoints": [0.0, 1.8],
     },
+    # end of follow-up (magbayes.simulate.dropout; only with end_of_follow_up=True):
+    # death hazard h0(t) exp(death_alpha (eta(t) - disability_reference)), h0 Weibull in
+    # years since onset with shape death_shape, scaled so that the probability of dying
+    # between 5 and 6 years after onset is death_hazard at the reference disability;
+    # loss to follow-up at lost_hazard per year times exp(lost_alpha (eta(t) - reference))
+    "dropout": {
+        "death_alpha": 0.2,
+        "death_hazard": 0.02,
+        "death_shape": 1.4,
+        "disability_reference": 7.5,
+        "lost_hazard": 0.02,
+        "lost_alpha": 0.0,
+        "interval_censored_share": 0.0,
+    },
 }
 
 #: Names that depend on ``sural_rituximab_effect`` (section, name, scale).
@@ -376,3 +393,15 @@ def _validate(params: dict) -> None:
             raise ValueError(f"treatments.{name} must be non-negative")
     if any(sd < 0 for sd in prog["patient_sd"]):
         raise ValueError("progression.patient_sd must be non-negative")
+    dropout = params["dropout"]
+    if not 0.0 < dropout["death_hazard"] < 1.0:
+        raise ValueError(
+            "dropout.death_hazard (annual mortality 5 to 6 years after onset) must be in "
+            f"(0, 1), not {dropout['death_hazard']:g}"
+        )
+    if not dropout["death_shape"] > 0:
+        raise ValueError("dropout.death_shape must be positive")
+    if dropout["lost_hazard"] < 0:
+        raise ValueError("dropout.lost_hazard must be non-negative (per year)")
+    if not 0.0 <= dropout["interval_censored_share"] <= 1.0:
+        raise ValueError("dropout.interval_censored_share must be in [0, 1]")

@@ -10,7 +10,9 @@ not reshuffle the others:
 4. latent disability and scores (:mod:`~magbayes.simulate.trajectories`);
 5. time of confirmed worsening (:mod:`~magbayes.simulate.events`);
 6. clinician ratings of each course (:mod:`~magbayes.simulate.responses`);
-7. values missing at random, then the tables as written and ``truth.json``.
+7. values missing at random, then the tables as written and ``truth.json``;
+8. with ``end_of_follow_up=True`` only: death and loss to follow-up
+   (:mod:`~magbayes.simulate.dropout`), the visits and courses after them removed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pandas as pd
 
 from magbayes.cohort.tables import Cohort
 from magbayes.simulate import (
+    dropout,
     events,
     indication,
     population,
@@ -51,6 +54,7 @@ STREAMS: tuple[str, ...] = (
     "worsening",
     "response",
     "missing",
+    "end_of_follow_up",
 )
 
 
@@ -118,6 +122,7 @@ def simulate_cohort(
     sural_rituximab_effect: float = DEFAULT_SURAL_RITUXIMAB_EFFECT,
     seed: int | None = None,
     worsening_from: str = "hazard",
+    end_of_follow_up: bool = False,
     **overrides: Any,
 ) -> SimulatedCohort:
     """Simulate an anti-MAG neuropathy cohort calibrated to published figures.
@@ -144,6 +149,13 @@ def simulate_cohort(
         consistent with them (exact worsening truth, INCAT's progression truth
         approximate). ``scores``: worsening is whatever the scores show (exact
         progression truth, no worsening truth).
+    end_of_follow_up : bool
+        Draw death and loss to follow-up from hazards that depend on the current latent
+        disability (:mod:`magbayes.simulate.dropout`, parameters in the ``dropout``
+        section: ``death_alpha``, ``death_hazard``, ``lost_hazard``, ...): the visits after
+        the end are removed, patients.csv gets ``end_years``, ``end_reason`` and
+        ``end_lower_years``, and truth.json an ``end_of_follow_up`` section. Off (the
+        default), the files are exactly those of a simulator without this option.
     **overrides
         Parameter overrides, by section (``progression={"slope": 0.8}``) or by a name
         found in one section only (``slope=0.8``); see
@@ -174,6 +186,9 @@ def simulate_cohort(
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, not {seed}")
     params = resolve_parameters(sural_rituximab_effect, overrides)
+    end_of_follow_up = bool(end_of_follow_up)
+    if not end_of_follow_up:
+        _refuse_unused_dropout(overrides, params)
     rng = dict(
         zip(
             STREAMS,
@@ -297,6 +312,30 @@ def simulate_cohort(
     recorded = trajectories.hide_scores(
         rng["missing"], visits[["visit", "incat", "onls", "mrs", "irods"]], missing
     )
+
+    # 8. end of follow-up: death and loss to follow-up, later visits and courses removed
+    ends = None
+    if end_of_follow_up:
+        ends = dropout.end_of_follow_up(
+            rng["end_of_follow_up"],
+            visits,
+            ids,
+            level,
+            rate,
+            covariate_effect,
+            courses,
+            params["dropout"],
+        )
+        keep_visits, keep_courses, stops = dropout.truncate(visits, courses, ends)
+        visits = visits[keep_visits].reset_index(drop=True)
+        recorded = recorded[keep_visits].reset_index(drop=True)
+        courses = courses.assign(stop_years=stops)[keep_courses].reset_index(drop=True)
+        patients_out = patients_out.assign(
+            end_years=patients_out["patient_id"].map(ends["end_years"]).to_numpy(float),
+            end_reason=patients_out["patient_id"].map(ends["end_reason"]).to_numpy(object),
+            end_lower_years=patients_out["patient_id"].map(ends["end_lower_years"]).to_numpy(float),
+        )
+
     visits_out = pd.DataFrame(
         {
             "patient_id": visits["patient_id"].to_numpy(),
@@ -320,6 +359,8 @@ def simulate_cohort(
         "worsening_from": worsening_from,
         "overrides": overrides,
     }
+    if end_of_follow_up:
+        options["end_of_follow_up"] = True
     truth = plain(
         build_truth(
             seed=seed,
@@ -347,6 +388,8 @@ def simulate_cohort(
             courses=courses.reset_index(drop=True),
         )
     )
+    if ends is not None:
+        truth["end_of_follow_up"] = plain(dropout.truth_section(ends, params["dropout"]))
     cohort = Cohort.from_frames(
         patients_out.copy(), visits_out.copy(), treatments_out.copy(), source="simulated"
     )
@@ -357,6 +400,17 @@ def simulate_cohort(
         visits=visits_out,
         treatments=treatments_out,
     )
+
+
+def _refuse_unused_dropout(overrides: dict[str, Any], params: dict) -> None:
+    """Refuse ``dropout`` settings given without ``end_of_follow_up=True`` (never ignored)."""
+    names = set(params["dropout"])
+    given = [key for key in overrides if key == "dropout" or key in names]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} set the end of follow-up (death and loss to follow-up), "
+            "which is simulated only with end_of_follow_up=True"
+        )
 
 
 def _end_at_death(visits: pd.DataFrame, courses: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -59,6 +59,13 @@ class StressSetting:
     interaction : float
         True ``gamma_rituximab_x_sural`` in categories of the calibrated scale (it is
         scaled with the cutpoints like every effect); 0 = no interaction (the null).
+    death_alpha : float or None
+        ``None``: no end of follow-up is simulated (as before). A number: death and loss
+        to follow-up are simulated (``end_of_follow_up=True``,
+        :mod:`magbayes.simulate.dropout`), with this log hazard ratio of death per INCAT
+        category of current disability (per cutpoint spacing, so that it means the same
+        whatever the latent scale; 0.6 is the simulator's default of 0.2 per latent logit
+        at the calibrated spacing).
     """
 
     n_patients: int = 47
@@ -72,6 +79,7 @@ class StressSetting:
     rituximab_on_worsening: float = 0.0
     site_level_sd: float = 0.5
     interaction: float = 0.0
+    death_alpha: float | None = None
 
     def label(self) -> str:
         """A short name of what differs from the calibrated setting."""
@@ -99,12 +107,14 @@ def stress_overrides(setting: StressSetting) -> dict[str, Any]:
     -------
     dict
         ``n_patients``, ``sural_rituximab_effect``, ``worsening_from`` and the parameter
-        overrides by section.
+        overrides by section; ``end_of_follow_up`` and the ``dropout`` section when the
+        setting has a ``death_alpha`` (the reference disability scaled with the latent
+        scale, so that it stays about INCAT 2).
     """
     f = setting.scale()
     prog = DEFAULTS["progression"]
     interval = setting.visit_interval_years
-    return {
+    overrides = {
         "n_patients": setting.n_patients,
         "sural_rituximab_effect": setting.interaction * f,
         # progression truth exact (worsening is whatever the scores show)
@@ -141,6 +151,13 @@ def stress_overrides(setting: StressSetting) -> dict[str, Any]:
         # of unknown statuses is the share of missing amplitudes
         "population": {"first_ncs_mean_years": 1.0},
     }
+    if setting.death_alpha is not None:
+        overrides["end_of_follow_up"] = True
+        overrides["dropout"] = {
+            "death_alpha": setting.death_alpha / setting.cutpoint_spacing,
+            "disability_reference": DEFAULTS["dropout"]["disability_reference"] * f,
+        }
+    return overrides
 
 
 def simulate_stressed(setting: StressSetting, seed: int) -> SimulatedCohort:
@@ -159,6 +176,11 @@ REAL_LIKE = StressSetting(
     unknown_sural_share=0.0,
     site_level_sd=0.2,
 )
+
+#: Informative dropout: death strongly tied to the current disability (hazard ratio about
+#: 4.5 per INCAT category, e^1.5) in the real-like cohort, so that the sickest patients
+#: leave early and the visits that remain under-represent them. Not in the grid below.
+STRONG_DROPOUT = dataclasses.replace(REAL_LIKE, death_alpha=1.5)
 
 #: The grid of ``benchmarks/bench_robustness.py`` (docs/robustness.md), by name.
 STRESS_GRID: dict[str, StressSetting] = {

@@ -198,6 +198,40 @@ def latent_disability(
     return eta
 
 
+def latent_path(
+    times: np.ndarray,
+    level: float,
+    rate: float,
+    covariate_effect: float,
+    course_starts: np.ndarray,
+    gamma: np.ndarray,
+) -> np.ndarray:
+    """``eta`` of one patient at any times (latent logit), the module's equation.
+
+    The same sum as :func:`latent_disability` computes at the visits, for one patient at
+    arbitrary times (the end-of-follow-up hazards of :mod:`magbayes.simulate.dropout`
+    need it between visits). ``eta`` is linear in time between course starts.
+
+    Parameters
+    ----------
+    times : numpy.ndarray
+        Years since onset.
+    level, rate, covariate_effect : float
+        The patient's level (latent logit), rate (latent logit per year) and
+        ``sum_c beta_covariate[c] * z_ic``.
+    course_starts, gamma : numpy.ndarray
+        Start (years since onset) and slope change (latent logit per year) of each of the
+        patient's courses.
+    """
+    t = np.asarray(times, float)
+    eta = level + rate * t + covariate_effect
+    starts = np.asarray(course_starts, float)
+    if starts.size:
+        exposure = np.maximum(t[..., None] - starts, 0.0)
+        eta = eta + exposure @ np.asarray(gamma, float)
+    return eta
+
+
 def covariate_effect(z: np.ndarray, beta_covariate: dict[str, float]) -> np.ndarray:
     """``sum_c beta[c] * z_ic`` per patient (``z`` in :data:`COVARIATES` order)."""
     return z @ np.asarray([beta_covariate[c] for c in COVARIATES], float)

@@ -43,6 +43,8 @@ DECIMALS: dict[str, int] = {
     "line": 0,
     "start_years": 3,
     "stop_years": 3,
+    "end_years": 3,
+    "end_lower_years": 3,
 }
 
 #: Files of a simulated cohort folder, in the order they are written.
