@@ -183,7 +183,9 @@ def build_joint_model(
         coords["hazard_piece"] = piece_labels(g, data.time_unit)
     if not gaussian:
         k = len(data.categories)
-        coords["cutpoint"] = [f"{a}|{b}" for a, b in zip(data.categories[:-1], data.categories[1:])]
+        coords["cutpoint"] = [
+            f"{a}|{b}" for a, b in zip(data.categories[:-1], data.categories[1:], strict=True)
+        ]
     centre = float(np.log(_crude_rate(data)))
     subject = data.measurement_subject
     with pm.Model(coords=coords) as model:
