@@ -13,6 +13,13 @@ import xarray as xr
 from scipy import integrate
 
 from magbayes.models import joint as jm
+from magbayes.models.joint.pbcseq import (
+    JMBAYES2_ALPHA,
+    JMBAYES2_HIGH,
+    JMBAYES2_LOW,
+    PBCSEQ_COLUMNS,
+    pbcseq_tables,
+)
 from magbayes.models.survival import PiecewiseBaseline, WeibullBaseline, make_grid
 
 #: The project's shared data folder beside the repository (or beside a worktree's parent).
@@ -374,42 +381,19 @@ def test_convergence_summary_gate():
 # ----------------------------------------------------------------------------- pbcseq
 
 
-def pbcseq_tables(path: Path = PBCSEQ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """pbcseq as a longitudinal and an event table (years; log bilirubin; male 0/1)."""
-    visits = pd.read_csv(path)
-    visits["year"] = visits["day"] / 365.25
-    visits["log_bili"] = np.log(visits["bili"])
-    visits["male"] = (visits["sex"] == "m").astype(float)
-    events = visits.groupby("id", as_index=False).first()
-    events["stop"] = events["futime"] / 365.25
-    events["event"] = (events["status"] > 0).astype(int)  # death or transplant
-    return visits[["id", "year", "log_bili", "stage"]], events[["id", "stop", "event", "male"]]
-
-
-PBC_COLUMNS = {
-    "time_col": "year",
-    "event_covariates": ["male"],
-    "level_covariates": ["male"],
-    "slope_covariates": ["male"],
-}
-
-#: JMbayes2 vignette (shared/data/README.md): association of current log bilirubin.
-JMBAYES2_ALPHA, JMBAYES2_LOW, JMBAYES2_HIGH = 1.2433, 1.0776, 1.4140
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not PBCSEQ.exists(), reason="shared/data/pbcseq.csv not here")
 def test_pbcseq_gaussian_association_agrees_with_jmbayes2():
-    longitudinal, events = pbcseq_tables()
+    longitudinal, events = pbcseq_tables(PBCSEQ)
     tree, _ = jm.fit_joint_model(
         longitudinal,
         events,
         value_col="log_bili",
-        draws=500,
-        tune=500,
+        draws=300,
+        tune=300,
         chains=4,
         seed=1,
-        **PBC_COLUMNS,
+        **PBCSEQ_COLUMNS,
     )
     alpha = float(tree["posterior"]["alpha"].mean())
     print("pbcseq Gaussian: alpha", round(alpha, 4), jm.convergence_summary(tree))
@@ -422,17 +406,17 @@ def test_pbcseq_gaussian_association_agrees_with_jmbayes2():
 @pytest.mark.slow
 @pytest.mark.skipif(not PBCSEQ.exists(), reason="shared/data/pbcseq.csv not here")
 def test_pbcseq_ordinal_stage_fits_and_passes_the_gate():
-    longitudinal, events = pbcseq_tables()
+    longitudinal, events = pbcseq_tables(PBCSEQ)
     tree, _ = jm.fit_joint_model(
         longitudinal,
         events,
         outcome="ordinal",
         value_col="stage",
-        draws=500,
-        tune=500,
+        draws=300,
+        tune=300,
         chains=4,
         seed=1,
-        **PBC_COLUMNS,
+        **PBCSEQ_COLUMNS,
     )
     summary = jm.convergence_summary(tree)
     print("pbcseq ordinal stage:", float(tree["posterior"]["alpha"].mean()), summary)
