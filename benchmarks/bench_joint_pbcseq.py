@@ -19,7 +19,7 @@ Printed:
 Usage::
 
     .venv/bin/python benchmarks/bench_joint_pbcseq.py --data ../shared/data/pbcseq.csv
-    .venv/bin/python benchmarks/bench_joint_pbcseq.py --parametrization non-centred --baseline piecewise
+    .venv/bin/python benchmarks/bench_joint_pbcseq.py --parametrization non-centred
 """
 
 from __future__ import annotations

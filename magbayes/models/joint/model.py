@@ -122,9 +122,11 @@ def build_joint_model(
     grid : sequence of float, optional
         Piecewise grid ``[0, ..., inf]`` (default :func:`default_grid`).
     parametrization : {"centred", "non-centred"}
-        (default centred: with several measurements per subject it mixes far better,
-        docs/models/joint-core.md.) Random effects drawn as ``random_effect ~ MvNormal`` (centred) or as
-        ``random_effect = random_effect_z @ L'`` with standard-normal ``random_effect_z``.
+        Centred (default; with several measurements per subject it mixes far better, see
+        docs/models/joint-core.md): each subject's level and slope ``subject_trajectory ~
+        MvNormal(fixed-effect part, L L')``, and ``random_effect`` their deviation.
+        Non-centred: ``random_effect = random_effect_z @ L'`` with standard-normal
+        ``random_effect_z``.
     n_nodes : int
         Gauss-Legendre nodes per integration range (per grid piece).
     fixed_effect_sd : float
