@@ -187,7 +187,6 @@ def build_joint_model(
     if g is not None:
         coords["hazard_piece"] = piece_labels(g, data.time_unit)
     if not gaussian:
-        k = len(data.categories)
         coords["cutpoint"] = [
             f"{a}|{b}" for a, b in zip(data.categories[:-1], data.categories[1:], strict=True)
         ]
@@ -231,7 +230,6 @@ def build_joint_model(
                 0.0,
                 cutpoint_sd,
                 transform=pm.distributions.transforms.ordered,
-                initval=np.linspace(-2.0, 2.0, k - 1),
                 dims="cutpoint",
             )
             pm.CustomDist(
