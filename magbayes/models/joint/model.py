@@ -139,7 +139,8 @@ def build_joint_model(
     residual_sd_scale : float, optional
         Gaussian: half-normal scale of ``sigma`` (default: the sd of the values).
     cutpoint_sd : float
-        Ordinal: prior sd of each cutpoint (logits).
+        Ordinal: prior sd of each cutpoint (logits; prior means evenly spread over
+        ``[-2, 2]``).
     beta_sd, alpha_sd : float
         Prior sds of each event log hazard ratio and of the association ``alpha`` (log
         hazard per unit of the current value).
@@ -225,9 +226,11 @@ def build_joint_model(
             )
             pm.Normal("longitudinal", current, sigma, observed=values, dims="measurement")
         else:
+            # prior means spread over [-2, 2]: the initial point (the prior mean) is then
+            # increasing, as the ordered transform needs (the compile path takes no initval)
             cutpoints = pm.Normal(
                 "cutpoints",
-                0.0,
+                np.linspace(-2.0, 2.0, len(data.categories) - 1),
                 cutpoint_sd,
                 transform=pm.distributions.transforms.ordered,
                 dims="cutpoint",
