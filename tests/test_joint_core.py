@@ -223,7 +223,7 @@ def test_joint_arrays_reads_both_tables():
     ordinal = jm.joint_arrays(longitudinal, events, outcome="ordinal", value_col="stage")
     assert ordinal.categories == [1, 2, 3, 4]
     assert ordinal.measurement_value.tolist() == [0, 1, 0, 0, 2, 3]
-    assert ordinal.trajectory_terms == ["time"]
+    assert ordinal.trajectory_terms == ["intercept", "time"]
 
 
 def _problems(longitudinal, events, **kwargs) -> list[str]:
@@ -407,8 +407,8 @@ def test_pbcseq_gaussian_association_agrees_with_jmbayes2():
 @pytest.mark.skipif(not PBCSEQ.exists(), reason="shared/data/pbcseq.csv not here")
 @pytest.mark.xfail(
     reason="not yet converged: the latent scale of a stage that rarely changes within a "
-    "patient is set mostly by the priors, so the cutpoints mix slowly (4 x 300 draws: bulk "
-    "ESS 95, R-hat 1.03; docs/models/joint-core.md)",
+    "patient is set mostly by the priors, so random-effect sds and cutpoints mix slowly "
+    "(4 x 300 draws: bulk ESS 104, R-hat 1.035; docs/models/joint-core.md)",
     strict=False,
 )
 def test_pbcseq_ordinal_stage_fits_and_passes_the_gate():
@@ -418,11 +418,6 @@ def test_pbcseq_ordinal_stage_fits_and_passes_the_gate():
         events,
         outcome="ordinal",
         value_col="stage",
-        model_kwargs={
-            "parametrization": "centred",
-            "random_effect_sd_scale": 1.0,
-            "cutpoint_sd": 2.5,
-        },
         draws=300,
         tune=300,
         chains=4,

@@ -128,10 +128,10 @@ class JointData:
     def trajectory_terms(self) -> list[str]:
         """Names of the trajectory's fixed effects: level terms, then slope terms.
 
-        ``intercept`` (absent for an ordinal outcome, whose cutpoints hold it), the level
-        covariates, ``time``, then ``time:<covariate>`` for each slope covariate.
+        ``intercept``, the level covariates, ``time``, then ``time:<covariate>`` for each
+        slope covariate.
         """
-        level = ([] if self.outcome == "ordinal" else ["intercept"]) + self.level_covariate_names
+        level = ["intercept", *self.level_covariate_names]
         slope = ["time"] + [f"time:{c}" for c in self.slope_covariate_names]
         return level + slope
 
@@ -146,15 +146,12 @@ class JointData:
             (per unit time); each term is in exactly one of them.
         """
         n = self.n_subjects
-        n_level = len(self.level_covariate_names) + (self.outcome != "ordinal")
+        n_level = 1 + len(self.level_covariate_names)
         n_slope = 1 + len(self.slope_covariate_names)
         level = np.zeros((n, n_level + n_slope))
         slope = np.zeros_like(level)
-        first = 0
-        if self.outcome != "ordinal":
-            level[:, 0] = 1.0
-            first = 1
-        level[:, first:n_level] = self.level_covariates
+        level[:, 0] = 1.0
+        level[:, 1:n_level] = self.level_covariates
         slope[:, n_level] = 1.0
         slope[:, n_level + 1 :] = self.slope_covariates
         return level, slope

@@ -4,7 +4,7 @@ Longitudinal part (measurement ``j`` of subject ``i`` at time ``t_j``)::
 
     m_i(t) = (beta_0 + z_i' gamma + b0_i) + (beta_1 + w_i' delta + b1_i) * t
     gaussian: y_j ~ Normal(m_i(t_j), sigma)
-    ordinal:  P(y_j <= k) = logistic(c_k - m_i(t_j))   (ordered cutpoints c; no beta_0)
+    ordinal:  P(y_j <= k) = logistic(c_k - m_i(t_j))   (c_1 = 0 < c_2 < ...)
     (b0_i, b1_i) ~ MvNormal(0, diag(s) R diag(s)),  R ~ LKJ(eta)
 
 Event part: ``log h_i(t) = log h0(t) + x_i' beta + alpha * (m_i(t) - c)``
@@ -139,8 +139,9 @@ def build_joint_model(
     residual_sd_scale : float, optional
         Gaussian: half-normal scale of ``sigma`` (default: the sd of the values).
     cutpoint_sd : float
-        Ordinal: prior sd of each cutpoint (logits; prior means evenly spread over
-        ``[-2, 2]``).
+        Ordinal: the first cutpoint is 0 (the trajectory's intercept sets the location);
+        each further one lies ``cutpoint_gap ~ HalfNormal(cutpoint_sd)`` above the last
+        (logits).
     beta_sd, alpha_sd : float
         Prior sds of each event log hazard ratio and of the association ``alpha`` (log
         hazard per unit of the current value).
@@ -188,6 +189,9 @@ def build_joint_model(
     if g is not None:
         coords["hazard_piece"] = piece_labels(g, data.time_unit)
     if not gaussian:
+        coords["cutpoint_step"] = [
+            f"{a}-{b}" for a, b in zip(data.categories[1:-1], data.categories[2:], strict=True)
+        ]
         coords["cutpoint"] = [
             f"{a}|{b}" for a, b in zip(data.categories[:-1], data.categories[1:], strict=True)
         ]
@@ -226,14 +230,11 @@ def build_joint_model(
             )
             pm.Normal("longitudinal", current, sigma, observed=values, dims="measurement")
         else:
-            # prior means spread over [-2, 2]: the initial point (the prior mean) is then
-            # increasing, as the ordered transform needs (the compile path takes no initval)
-            cutpoints = pm.Normal(
-                "cutpoints",
-                np.linspace(-2.0, 2.0, len(data.categories) - 1),
-                cutpoint_sd,
-                transform=pm.distributions.transforms.ordered,
-                dims="cutpoint",
+            # the first cutpoint is 0 (the intercept sets the location, and mixes well
+            # because it is the mean of the subjects' levels); the others follow by gaps
+            gaps = pm.HalfNormal("cutpoint_gap", cutpoint_sd, dims="cutpoint_step")
+            cutpoints = pm.Deterministic(
+                "cutpoints", pt.concatenate([pt.zeros(1), pt.cumsum(gaps)]), dims="cutpoint"
             )
             pm.CustomDist(
                 "longitudinal",
