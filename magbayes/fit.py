@@ -371,7 +371,7 @@ def augment(
     definition = get_model(spec.model)
     settings = spec.section("sampler")
     seed = int(settings["seed"])
-    outcome = [definition.outcome_var]
+    outcome = [definition.outcome_var, *definition.other_observed]
     timing: dict[str, float] = {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*object mode.*")

@@ -62,6 +62,8 @@ BAD_SPECS = [
     ("response", "[priors.sensitivity]\ninteraction_sd = [0.5, -2.0]", ["[priors.sensitivity] `interaction_sd` must be a non-empty list"]),
     ("response", "[sensitivity]\nthreshold_uv = []", ["[sensitivity] `threshold_uv` must be a non-empty list"]),
     ("response", '[outcome]\nscore = "incat"', ["`score` is not a key of [outcome]"]),
+    ("joint", '[event]\nkind = "stroke"', ["[event] `kind` must be one of 'death', 'death_or_dropout'"]),
+    ("joint", "[priors]\nassociation_sd = -1.0", ["[priors] `association_sd` must be"]),
 ]  # fmt: skip
 
 
@@ -97,7 +99,7 @@ def test_every_problem_of_a_spec_is_reported_at_once(tmp_path):
     assert "did you mean `later_line_effect`?" in str(caught.value)
 
 
-@pytest.mark.parametrize("name", ["progression", "worsening", "response"])
+@pytest.mark.parametrize("name", ["progression", "worsening", "response", "joint"])
 def test_every_shipped_spec_and_its_defaults_validate(name):
     assert name in builtin_spec_names()
     spec = load_spec(name)

@@ -19,6 +19,7 @@ SHIPPED: dict[str, str] = {
     "progression": "magbayes.models.progression",
     "worsening": "magbayes.models.worsening",
     "response": "magbayes.models.response",
+    "joint": "magbayes.models.joint.definition",
 }
 
 #: The model ``mb.fit`` and ``magbayes fit`` fit when none is named.

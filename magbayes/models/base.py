@@ -365,7 +365,11 @@ class ModelDefinition:
     headline : Headline
         The contrast variable, the main effect and the benefit direction.
     outcome_var : str
-        The observed outcome's variable (its log-likelihood is stored for PSIS-LOO).
+        Its observed variable: pointwise log-likelihood (PSIS-LOO, ``compare``) and
+        posterior predictive draws (the report's checks).
+    other_observed : tuple of str
+        Further observed variables whose log-likelihood and predictive draws the fit also
+        keeps (the joint model's ``end_of_follow_up``).
     title : str
         What the model is about, in the report's title (``"disability progression"``).
     own_rules : dict
@@ -426,6 +430,7 @@ class ModelDefinition:
     build_model: Callable[[Design, Spec], pm.Model]
     headline: Headline
     outcome_var: str
+    other_observed: tuple[str, ...] = ()
     title: str = ""
     own_rules: Mapping[str, Mapping[str, Rule]] = field(default_factory=dict)
     summary_vars: tuple[str, ...] = ()

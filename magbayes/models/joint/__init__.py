@@ -15,6 +15,12 @@ intercept and slope). Nothing here knows about magbayes cohorts.
     :func:`build_joint_model`, :func:`fit_joint_model`, :func:`subject_log_likelihood`
     and :func:`convergence_summary`; checked against JMbayes2 on pbcseq in
     ``tests/test_joint_core.py`` (docs/models/joint-core.md).
+
+The joint model of a magbayes cohort (``magbayes fit joint``, docs/models/joint.md) is built
+on the progression model's trajectory instead: :mod:`~magbayes.models.joint.events` (each
+patient's time at risk and outcome, its quadrature nodes),
+:mod:`~magbayes.models.joint.cohort_model` (design, model) and
+:mod:`~magbayes.models.joint.definition` (its ``DEFINITION``).
 """
 
 from magbayes.models.joint.data import (
