@@ -181,3 +181,9 @@ def new_sural_status(
     prevalence = params.get("sural_reduced_prevalence")
     prevalence = np.full(shape[0], 0.5) if prevalence is None else prevalence
     return (rng.random(shape) < prevalence[:, None]).astype(float)
+
+
+def first_rituximab(courses: pd.DataFrame) -> float:
+    """Start of a patient's first rituximab course (years since onset; NaN without one)."""
+    starts = courses.loc[courses["treatment"] == "rituximab", "start_years"].astype(float)
+    return float(starts.min()) if len(starts) else float("nan")

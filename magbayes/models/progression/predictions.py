@@ -49,6 +49,7 @@ from magbayes.models import scores
 from magbayes.models.patient_context import (
     NewPatient,
     binary_covariates,
+    first_rituximab,
     fitted_covariates,
     flat,
     new_covariates,
@@ -683,7 +684,7 @@ class Predictor:
             changed = apply_strategy(strategy, courses, visits, now=now, patient_id=patient_id)
             exposure = Exposure.of(changed, years, p.treatments)
             eta = latent(p, draws.level, draws.rate, draws.reduced, years, exposure)
-            start = _first_rituximab(changed)
+            start = first_rituximab(changed)
             return eta, np.full(p.n_samples, start)
         never = Strategy("never", "never")
         untreated = apply_strategy(never, courses, visits, now=now, patient_id=patient_id)
@@ -726,11 +727,6 @@ class Predictor:
         noise = self.rng.logistic(size=eta.shape)
         cuts = self.population.params["cutpoints"]
         return ((eta + noise)[:, :, None] > cuts[:, None, :]).sum(axis=-1).astype(float)
-
-
-def _first_rituximab(courses: pd.DataFrame) -> float:
-    starts = courses.loc[courses["treatment"] == "rituximab", "start_years"].astype(float)
-    return float(starts.min()) if len(starts) else float("nan")
 
 
 def predict(

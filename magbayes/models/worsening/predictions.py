@@ -47,6 +47,7 @@ from magbayes.errors import SpecError
 from magbayes.models import survival
 from magbayes.models.patient_context import (
     binary_covariates,
+    first_rituximab,
     fitted_covariates,
     flat,
     new_covariates,
@@ -429,9 +430,7 @@ class WorseningPredictor:
         entry = self.entry(patient_id)
         times = np.broadcast_to(np.maximum(years, entry), (self.n, len(years)))
         integrated = hazard.cumulative(np.full_like(times, entry), times)
-        rituximab = courses.loc[courses["treatment"] == "rituximab", "start_years"]
-        start = float(rituximab.astype(float).min()) if len(rituximab) else float("nan")
-        return np.exp(-integrated), start
+        return np.exp(-integrated), first_rituximab(courses)
 
 
 def predict(
