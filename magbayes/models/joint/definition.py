@@ -10,7 +10,7 @@ from typing import Any
 
 from magbayes.labels import Effect, score_name, vector_effects
 from magbayes.models import progression
-from magbayes.models.base import ModelDefinition, prior_names
+from magbayes.models.base import ModelDefinition, ModelFigure, prior_names
 from magbayes.models.joint import cohort_model
 from magbayes.models.joint.events import EVENT_REASONS
 from magbayes.spec_schema import increasing_from_zero, one_of, positive, positive_integer
@@ -107,4 +107,7 @@ DEFINITION = ModelDefinition(
     refit_spec=progression.refit_spec,
     divergence_advice=progression.divergence_advice,
     finalise=cohort_model.finalise,
+    figures=(
+        ModelFigure("event_check", "Events observed and predicted", cohort_model.plot_event_check),
+    ),
 )
