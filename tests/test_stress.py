@@ -128,9 +128,10 @@ DIVERGING_CORNERS = ("real_like", "tight_levels", "sparse_visits")
 @pytest.mark.parametrize("corner", DIVERGING_CORNERS)
 def test_a_diverging_default_fit_is_refitted_non_centred_and_says_so(corner, tmp_path):
     """On cohorts whose levels spread by 1 logit or less the default fit (centred levels)
-    diverges (or, where it does not, passes as it is); the refit in non-centred coordinates has at most 2 divergences at these small
-    draws (none at the spec's, bench_robustness.py), covers the truth, and the results
-    folder, the diagnostics and the report say what happened."""
+    diverges (or, where it does not, passes as it is); the refit in non-centred coordinates
+    has at most 2 divergences at these small draws (none at the spec's,
+    bench_robustness.py), covers the truth, and the results folder, the diagnostics and the
+    report say what happened."""
     sim = simulate_stressed(STRESS_GRID[corner], seed=1)
     result = mb.fit(
         sim.cohort, "progression", draws=400, tune=400, chains=2, seed=1, prior_predictive=False
