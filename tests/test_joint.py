@@ -187,3 +187,12 @@ def test_joint_model_recovers_the_association_and_the_rate_under_informative_dro
         assert low <= true <= high, (name, low, true, high, f"progression slope bias {bias:+.3f}")
     assert "end_of_follow_up" in joint.posterior["log_likelihood"]
     assert joint.posterior["posterior_predictive"]["end_of_follow_up"].sizes["patient"] == 90
+
+
+def test_answer_fits_the_joint_model_only_with_the_end_of_follow_up(dropout_sim):
+    from magbayes.models import get_model
+
+    joint = get_model("joint")
+    assert joint.applies_to(dropout_sim.cohort)
+    assert not joint.applies_to(mb.simulate_cohort(n_patients=12, seed=3).cohort)
+    assert get_model("progression").applies_to(dropout_sim.cohort)

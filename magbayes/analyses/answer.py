@@ -77,7 +77,7 @@ def answer(
     draws: int | None = None,
     tune: int | None = None,
     chains: int | None = None,
-    models: tuple[str, ...] = tuple(SHIPPED),
+    models: tuple[str, ...] | None = None,
     command: str = "",
     progress: bool | None = None,
 ) -> dict[str, Any]:
@@ -91,8 +91,9 @@ def answer(
         Results folder; one sub-folder per model plus the answer files. Written atomically.
     seed, draws, tune, chains : int, optional
         Sampler settings for every model (each spec's defaults otherwise).
-    models : tuple of str
-        Which models to fit (default every shipped one).
+    models : tuple of str, optional
+        Which models to fit (default every shipped one that applies to the cohort: the
+        joint model only with each patient's end of follow-up).
     command : str
         Command line recorded in each manifest.
     progress : bool, optional
@@ -104,6 +105,8 @@ def answer(
         The content of ``answer.json``.
     """
     out = Path(out)
+    if models is None:
+        models = tuple(name for name in SHIPPED if get_model(name).applies_to(cohort))
     with atomic_folder(out) as tmp:
         entries: dict[str, dict[str, Any]] = {}
         for name in models:

@@ -303,6 +303,10 @@ class ModelFigure:
     draw: Callable[[Any, Path], str]
 
 
+def _applies_to_every_cohort(cohort: Cohort) -> bool:
+    return True
+
+
 def _no_starting_values(design: Design, spec: Spec) -> dict[str, np.ndarray]:
     return {}
 
@@ -418,6 +422,9 @@ class ModelDefinition:
         ``predict(result, cohort, *, years, strategies, threshold, patients, seed) ->
         xarray.Dataset``: predictions for a cohort's patients under treatment strategies
         (:func:`magbayes.predict`); ``None`` for a model with nothing over time to predict.
+    applies_to : callable
+        ``applies_to(cohort) -> bool``: whether ``magbayes answer`` fits it on a cohort
+        (default every cohort; the joint model needs the end of follow-up).
     timing : callable or None
         ``timing(result, cohort) -> xarray.Dataset``: draws of prompt minus delayed
         rituximab by early-sural group (the ``timing`` group of the results and of
@@ -452,6 +459,7 @@ class ModelDefinition:
     predict: Callable[..., xr.Dataset] | None = None
     timing: Callable[[FitResult, Cohort], xr.Dataset] | None = None
     prediction_figure: Callable[[xr.Dataset, Cohort, str, Path], Path] | None = None
+    applies_to: Callable[[Cohort], bool] = _applies_to_every_cohort
 
     @property
     def rules(self) -> dict[str, dict[str, Rule]]:

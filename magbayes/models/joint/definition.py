@@ -107,6 +107,7 @@ DEFINITION = ModelDefinition(
     refit_spec=progression.refit_spec,
     divergence_advice=progression.divergence_advice,
     finalise=cohort_model.finalise,
+    applies_to=lambda cohort: cohort.has_end_of_follow_up,
     figures=(
         ModelFigure("event_check", "Events observed and predicted", cohort_model.plot_event_check),
     ),
