@@ -23,6 +23,9 @@ from magbayes.models.joint.pbcseq import (
 from magbayes.models.survival import PiecewiseBaseline, WeibullBaseline, make_grid
 
 #: The project's shared data folder beside the repository (or beside a worktree's parent).
+#: Why the pbcseq checks are skipped when the public data are not beside the checkout.
+NO_PBCSEQ = "the public pbcseq data (shared/data/pbcseq.csv) are not in a folder above the tests"
+
 PBCSEQ = next(
     (
         folder / "shared" / "data" / "pbcseq.csv"
@@ -382,7 +385,10 @@ def test_convergence_summary_gate():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not PBCSEQ.exists(), reason="shared/data/pbcseq.csv not here")
+@pytest.mark.skipif(
+    not PBCSEQ.exists(),
+    reason=NO_PBCSEQ,
+)
 def test_pbcseq_gaussian_association_agrees_with_jmbayes2():
     longitudinal, events = pbcseq_tables(PBCSEQ)
     tree, _ = jm.fit_joint_model(
@@ -404,7 +410,10 @@ def test_pbcseq_gaussian_association_agrees_with_jmbayes2():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not PBCSEQ.exists(), reason="shared/data/pbcseq.csv not here")
+@pytest.mark.skipif(
+    not PBCSEQ.exists(),
+    reason=NO_PBCSEQ,
+)
 @pytest.mark.xfail(
     reason="not yet converged: the latent scale of a stage that rarely changes within a "
     "patient is set mostly by the priors, so random-effect sds and cutpoints mix slowly "
