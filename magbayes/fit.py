@@ -12,7 +12,7 @@
    CONTRACT.md section 4 (:meth:`~magbayes.result.FitResult.save`).
 
 A fit that fails the convergence gate is refitted once in the model's other coordinates
-(its definition's ``refit_spec``) and, when it missed only R-hat narrowly, once longer.
+(its definition's ``refit_spec``) and, when it missed only R-hat or ESS narrowly, once longer.
 :func:`sample_prior` draws from the prior alone (a prior predictive check).
 """
 
@@ -177,7 +177,7 @@ def fit(
         When the first fit fails the convergence gate and the model offers other
         coordinates for the same model (its module's ``refit_spec``, e.g. non-centred
         patients after divergences), the fit is run once more in them; a fit that then
-        misses only the R-hat threshold, narrowly, is run once more with twice the draws
+        misses only the R-hat or ESS threshold, narrowly, is run once more with twice the draws
         and tuning steps. ``FitResult.earlier_fits`` says why and what each earlier fit showed.
     """
     if not isinstance(cohort, Cohort):
@@ -232,11 +232,11 @@ def add_timing(result: FitResult, cohort: Cohort) -> None:
     result.timing["timing_answer_seconds"] = time.perf_counter() - step
 
 
-#: Draws and tuning steps are multiplied by this once when a fit without divergences and
-#: with enough effective draws misses only the R-hat threshold, by at most
-#: :data:`RHAT_MARGIN`: over every parameter, per-patient ones included, a largest R-hat of
-#: 1.0103 after 4 x 1,000 draws is chance more often than non-convergence
-#: (docs/robustness.md); the longer fit tells which.
+#: Draws and tuning steps are multiplied by this once when a fit without divergences misses
+#: the R-hat threshold by at most :data:`RHAT_MARGIN`, or the bulk ESS threshold with at
+#: least 1 / LONGER_FACTOR of it: over every parameter, per-patient ones included, a largest
+#: R-hat of 1.0103 after 4 x 1,000 draws is chance more often than non-convergence, and
+#: effective draws grow with the draws (docs/robustness.md); the longer fit tells which.
 LONGER_FACTOR = 2
 RHAT_MARGIN = 0.01
 
@@ -246,8 +246,9 @@ def _next_fit(result: FitResult, design: Design) -> tuple[Spec, str] | None:
 
     First the model's own refit in other coordinates (its module's ``refit_spec``, e.g.
     non-centred patients after divergences), once; then, for a fit without divergences
-    and with enough effective draws whose largest R-hat is at most :data:`RHAT_MARGIN`
-    above the threshold, once with :data:`LONGER_FACTOR` times the draws and tuning steps.
+    whose largest R-hat is at most :data:`RHAT_MARGIN` above the threshold and whose
+    smallest bulk ESS is at least the threshold over :data:`LONGER_FACTOR`, once with
+    :data:`LONGER_FACTOR` times the draws and tuning steps.
     """
     diagnostics = result.diagnostics()
     if diagnostics["passed"]:
@@ -260,7 +261,7 @@ def _next_fit(result: FitResult, design: Design) -> tuple[Spec, str] | None:
             return refit
     marginal = (
         not diagnostics["divergences"]
-        and diagnostics["ess_bulk_min"] >= ESS_BULK_MIN
+        and diagnostics["ess_bulk_min"] >= ESS_BULK_MIN / LONGER_FACTOR
         and diagnostics["r_hat_max"] <= RHAT_MAX + RHAT_MARGIN
     )
     if not marginal or any(why.startswith(_LONGER) for why in done):
@@ -269,14 +270,13 @@ def _next_fit(result: FitResult, design: Design) -> tuple[Spec, str] | None:
     draws = int(settings["draws"]) * LONGER_FACTOR
     tune = int(settings["tune"]) * LONGER_FACTOR
     why = (
-        f"{_LONGER} ({'; '.join(diagnostics['reasons'])}; no divergences, enough effective "
-        f"draws): refitted with "
+        f"{_LONGER} ({'; '.join(diagnostics['reasons'])}; no divergences): refitted with "
         f"{draws} draws after {tune} tuning steps per chain"
     )
     return spec.with_overrides({"sampler": {"draws": draws, "tune": tune}}), why
 
 
-_LONGER = "the fit missed only the R-hat threshold, narrowly"
+_LONGER = "the fit missed only the R-hat or ESS threshold, narrowly"
 
 
 #: What the results keep of each fit that was refitted.

@@ -182,8 +182,8 @@ def _failed(spec, divergences=0, r_hat_max=1.004, ess_bulk_min=900, earlier=()):
 
 
 def test_the_next_fit_follows_what_the_failed_fit_showed(real_like_design):
-    """Divergences: other coordinates, once; a narrow R-hat miss with enough effective
-    draws: twice the draws, once; anything else is reported as it is."""
+    """Divergences: other coordinates, once; a narrow R-hat or ESS miss without
+    divergences: twice the draws, once; anything else is reported as it is."""
     _, spec, design = real_like_design
     assert _next_fit(_failed(spec), design) is None  # passed
     coordinates, _ = _next_fit(_failed(spec, divergences=40), design)
@@ -195,6 +195,10 @@ def test_the_next_fit_follows_what_the_failed_fit_showed(real_like_design):
     # a real convergence failure, too few effective draws, divergences after the refit
     assert _next_fit(_failed(spec, r_hat_max=1.05), design) is None
     assert _next_fit(_failed(spec, ess_bulk_min=150), design) is None
+    # half the effective draws wanted, or more: twice the draws
+    longer, why = _next_fit(_failed(spec, ess_bulk_min=250), design)
+    assert longer.section("sampler")["draws"] == 2 * spec.section("sampler")["draws"]
+    assert "bulk ESS 250" in why
     after_refit = [{"why": "the first fit (patients sampled centred) had 40 divergent ..."}]
     assert _next_fit(_failed(coordinates, divergences=2, earlier=after_refit), design) is None
     # after the refit in other coordinates, a narrow R-hat miss still gets the longer fit
