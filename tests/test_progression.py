@@ -91,7 +91,7 @@ def test_unknown_sural_status_is_marginalised_or_excluded(small_sim):
     assert len(design.coords["patient"]) == cohort.n_patients - n_unknown
 
 
-def test_site_parametrisation_follows_the_spec_and_the_cohort_size(small_sim):
+def test_site_parametrisation_follows_the_spec(small_sim):
     from magbayes.errors import SpecError
 
     def site_variables(parametrisation):
@@ -99,21 +99,44 @@ def test_site_parametrisation_follows_the_spec_and_the_cohort_size(small_sim):
         _, _, model = prepare(small_sim.cohort, spec)
         return {name for name in model.named_vars if name.startswith("site_")}
 
-    # 30 patients: "auto" keeps the non-centred form (standard normals times the spread)
-    assert "site_level_raw" in site_variables("auto")
+    # "auto": partly centred, as the patients' data about each site allow
+    assert {"site_level_partly_centred", "site_slope_partly_centred"} <= site_variables("auto")
     assert "site_level_raw" in site_variables("non_centred")
     centred = site_variables("centred")
     assert "site_level_raw" not in centred and {"site_level", "site_slope"} <= centred
+    assert "site_level_partly_centred" not in centred
     with pytest.raises(SpecError, match="parametrisation"):
         site_variables("sideways")
-    # "auto" centres once every site has enough patients with a score
-    assert progression.CENTRED_SITES_MIN_PATIENTS > 15
-    original = progression.CENTRED_SITES_MIN_PATIENTS
-    try:
-        progression.CENTRED_SITES_MIN_PATIENTS = 5
-        assert "site_level_raw" not in site_variables("auto")
-    finally:
-        progression.CENTRED_SITES_MIN_PATIENTS = original
+
+
+def test_partly_centred_sites_are_the_same_model_in_other_coordinates(small_sim):
+    """At the same site offsets, the partly centred sites' density is the centred one plus
+    the log Jacobian of the offsets' coordinates (the offsets are the sampled values times
+    ``sd ** (1 - w)``, one factor for each of the sites' free dimensions)."""
+    spec = resolve_spec("progression", {"sites": {"parametrisation": "centred"}})
+    _, _, centred = prepare(small_sim.cohort, spec)
+    _, _, partial = prepare(small_sim.cohort, resolve_spec("progression"))
+    point = _jittered_point(centred, 6)
+    wanted = ["site_level", "site_slope", "patient_level", "patient_rate"]
+    target = _values(centred, wanted, point)
+    names = ("site_level", "site_slope")
+    other = {k: v for k, v in point.items() if k not in [f"{n}_zerosum__" for n in names]}
+    for name in names:
+        other[f"{name}_partly_centred_zerosum__"] = point[f"{name}_zerosum__"]
+    log_jacobian = 0.0
+    n_free = len(target["site_level"]) - 1  # zero-sum: one dimension fewer than the sites
+    for name in names:
+        offsets = other[f"{name}_partly_centred_zerosum__"]
+        factor = _values(partial, [name], other)[name] / target[name]
+        assert np.allclose(factor, factor[0]) and 0 < factor[0] < np.inf
+        other[f"{name}_partly_centred_zerosum__"] = offsets / factor[0]
+        log_jacobian += n_free * np.log(factor[0])
+    got = _values(partial, wanted, other)
+    for name in wanted:
+        np.testing.assert_allclose(got[name], target[name], atol=1e-10)
+    np.testing.assert_allclose(
+        partial.compile_logp()(other), centred.compile_logp()(point) + log_jacobian, rtol=1e-10
+    )
 
 
 def _onset_level(model, point):
@@ -128,6 +151,29 @@ def _values(model, names, at):
     outputs = model.replace_rvs_by_values([model[n] for n in names])
     fn = model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore")
     return dict(zip(names, fn(at), strict=True))
+
+
+def _solve_for(model, point, free, derived, target):
+    """``point`` with the free variable ``free`` moved so that ``derived`` equals ``target``.
+
+    Each patient's derived value is affine in their own sampled coordinate (whatever the
+    parametrisation), so two evaluations give its intercept and slope. Returns the new
+    point and the log slopes (the log Jacobian of the coordinate, per patient).
+    """
+    n = len(target)
+    at_zero = _values(model, [derived], {**point, free: np.zeros(n)})[derived]
+    at_one = _values(model, [derived], {**point, free: np.ones(n)})[derived]
+    slope = at_one - at_zero
+    return {**point, free: (target - at_zero) / slope}, np.log(np.abs(slope))
+
+
+def _level_name(model):
+    """The sampled per-patient level of a model with centred patients."""
+    return next(
+        n
+        for n in ("patient_level_partly_centred", "patient_level_over_visits")
+        if n in model.named_vars
+    )
 
 
 def _jittered_point(model, seed):
@@ -152,10 +198,9 @@ def test_unknown_status_level_lies_between_the_statuses_without_changing_the_mod
 
     with model:
         pm.set_data({"unknown_status_share": np.asarray(0.0)})
-    at_zero = {**point, "patient_level_over_visits": np.zeros(len(level))}
-    offset = _values(model, ["patient_level"], at_zero)["patient_level"]
-    moved = {**point, "patient_level_over_visits": level - offset}
-    shift = point["patient_level_over_visits"] - moved["patient_level_over_visits"]
+    name = _level_name(model)
+    moved, _ = _solve_for(model, point, name, "patient_level", level)
+    shift = point[name] - moved[name]
     assert np.all(np.abs(shift[unknown]) > 1e-6) and np.allclose(shift[~unknown], 0.0)
     np.testing.assert_allclose(model.compile_logp()(moved), logp, rtol=1e-10)
 
@@ -166,26 +211,35 @@ def test_starting_values_are_read_off_the_scores():
 
     from magbayes.fit import starting_values
 
-    sim = mb.simulate_cohort(n_patients=250, seed=7)  # 250 patients: over_visits
-    spec = resolve_spec("progression")
-    _, design, model = prepare(sim.cohort, spec)
-    start = starting_values(spec, design)
-    free = {rv.name: model.initial_point()[model.rvs_to_values[rv].name] for rv in model.free_RVs}
-    assert set(start) == {
-        "patient_level_over_visits",
-        "patient_rate_over_visits",
-        "patient_sd",
-        "level_intercept",
-    }
-    for name, value in start.items():
-        assert np.shape(value) == np.shape(free[name]), name
-        assert np.all(np.isfinite(value)), name
+    sim = mb.simulate_cohort(n_patients=250, seed=7)
+    # the values read off the scores, in the coordinates where they are values
+    over_visits = resolve_spec("progression", {"patients": {"parametrisation": "over_visits"}})
+    _, design, _ = prepare(sim.cohort, over_visits)
+    start = starting_values(over_visits, design)
     true_level = [sim.truth["patients"][p]["level"] for p in design.coords["patient"]]
     assert spearmanr(start["patient_level_over_visits"], true_level).statistic > 0.5
     rate = start["patient_rate_over_visits"]
     assert np.all(np.abs(rate) <= progression.INITIAL_RATE_LIMIT)
     assert rate.std() > 0.1  # read off the scores, not all at one value
     assert np.all(start["patient_sd"] > 0)
+    # the default (partly centred) coordinates of the same start
+    spec = resolve_spec("progression")
+    _, design, model = prepare(sim.cohort, spec)
+    start = starting_values(spec, design)
+    free = {rv.name: model.initial_point()[model.rvs_to_values[rv].name] for rv in model.free_RVs}
+    assert set(start) == {
+        "patient_level_partly_centred",
+        "patient_rate_partly_centred",
+        "patient_sd",
+        "level_intercept",
+    }
+    for name, value in start.items():
+        assert np.shape(value) == np.shape(free[name]), name
+        assert np.all(np.isfinite(value)), name
+    point = {**model.initial_point(), **{k: v for k, v in start.items() if k != "patient_sd"}}
+    point["patient_sd_log__"] = np.log(start["patient_sd"])
+    level = _values(model, ["patient_level"], point)["patient_level"]
+    assert spearmanr(level, true_level).statistic > 0.5
     # non-centred patients start at their standardised offsets' 0
     non_centred = resolve_spec("progression", {"patients": {"parametrisation": "non_centred"}})
     assert starting_values(non_centred, design) == {}
@@ -199,14 +253,15 @@ def test_the_sampler_starts_from_the_starting_values(small_sim):
     spec = resolve_spec("progression")
     _, design, model = prepare(small_sim.cohort, spec)
     start = starting_values(spec, design)
-    level = start["patient_level_over_visits"]
+    name = _level_name(model)
+    level = start[name]
     assert level.std() > 1.0  # far apart, so the default start (one value ± 1) would fail
     for given, spread in ((start, 1.0), (None, level.max() - level.min())):
         compiled, _ = compile_for_nutpie(model, start=given)
         offset = 0
-        for name, shape in compiled._shapes.items():
+        for variable, shape in compiled._shapes.items():
             size = int(np.prod(shape))
-            if name == "patient_level_over_visits":
+            if variable == name:
                 break
             offset += size
         for seed in (1, 2):
@@ -256,13 +311,55 @@ def test_rate_over_visits_is_the_same_model_in_other_coordinates(small_sim, opti
     )
 
 
-def test_patient_parametrisation_auto_follows_the_cohort_size(small_sim):
-    spec = resolve_spec("progression")
-    _, design, model = prepare(small_sim.cohort, spec)
-    assert "patient_rate_z" in model.named_vars  # 30 patients: rate before treatment
-    big = mb.simulate_cohort(n_patients=progression.RATE_OVER_VISITS_MIN_PATIENTS, seed=5)
-    _, _, model = prepare(big.cohort, spec)
-    assert "patient_rate_over_visits" in model.named_vars
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"outcome": {"score": "irods"}}],
+    ids=["incat", "irods"],
+)
+def test_partly_centred_patients_are_the_same_model_in_other_coordinates(small_sim, options):
+    """The default patients ("auto": "partial") are the "over_visits" model sampled in
+    partly centred coordinates: at the same levels and rates, the joint density differs by
+    the log Jacobian of each patient's coordinate, and the deterministics are equal."""
+    spec = resolve_spec("progression", {**options, "patients": {"parametrisation": "auto"}})
+    _, _, partial = prepare(small_sim.cohort, spec)
+    assert {"patient_level_partly_centred", "patient_rate_partly_centred"} <= set(
+        partial.named_vars
+    )
+    spec = resolve_spec("progression", {**options, "patients": {"parametrisation": "over_visits"}})
+    _, _, over_visits = prepare(small_sim.cohort, spec)
+
+    point = _jittered_point(over_visits, 4)
+    wanted = ["patient_rate", "patient_level"]
+    target = _values(over_visits, wanted, point)
+    other = {
+        ("patient_level_partly_centred" if k == "patient_level_over_visits" else k): v
+        for k, v in point.items()
+        if k != "patient_rate_over_visits"
+    }
+    other["patient_rate_partly_centred"] = np.zeros(len(target["patient_rate"]))
+    # the level depends on the rate, not the other way round: rates first
+    other, log_rate = _solve_for(
+        partial, other, "patient_rate_partly_centred", "patient_rate", target["patient_rate"]
+    )
+    other, log_level = _solve_for(
+        partial, other, "patient_level_partly_centred", "patient_level", target["patient_level"]
+    )
+    got = _values(partial, wanted, other)
+    np.testing.assert_allclose(got["patient_rate"], target["patient_rate"], atol=1e-10)
+    np.testing.assert_allclose(got["patient_level"], target["patient_level"], atol=1e-10)
+    # a weight between centred (slope 1) and non-centred (slope = the spread), strictly
+    # for patients whose visits span some time (one visit says nothing about a rate)
+    rate_spread = np.exp(point["patient_sd_log__"][1])
+    between = (np.exp(log_rate) - 1.0) * (np.exp(log_rate) - rate_spread)
+    assert np.all(between <= 1e-12) and np.mean(between < 0) > 0.5
+    np.testing.assert_allclose(
+        partial.compile_logp()(other),
+        over_visits.compile_logp()(point) + log_rate.sum() + log_level.sum(),
+        rtol=1e-10,
+    )
+
+
+def test_patient_parametrisation_is_checked(small_sim):
     with pytest.raises(SpecError, match="parametrisation"):
         bad = resolve_spec("progression", {"patients": {"parametrisation": "both"}})
         prepare(small_sim.cohort, bad)
@@ -293,10 +390,7 @@ def test_marginal_likelihood_matches_explicit_mixture(small_sim):
         m2 = progression.build_model(d2, spec)
         # same parameters: the level is sampled over the visits, so shift it to give the
         # same level at onset as in the original model
-        forced_point = dict(point)
-        forced_point["patient_level_over_visits"] = point["patient_level_over_visits"] - (
-            _onset_level(m2, point) - onset_level
-        )
+        forced_point, _ = _solve_for(m2, point, _level_name(m2), "patient_level", onset_level)
         np.testing.assert_allclose(_onset_level(m2, forced_point), onset_level, atol=1e-12)
         results.append(m2.compile_logp(vars=[m2["score"]], sum=False)(forced_point)[0][i])
     prevalence = 1 / (1 + np.exp(-point["sural_reduced_prevalence_logodds__"]))

@@ -340,6 +340,7 @@ def site_effect(
     scale: float = 0.5,
     dim: str = "site",
     centred: bool = False,
+    information: pt.TensorVariable | None = None,
 ) -> pt.TensorVariable:
     """Site offsets, one per site.
 
@@ -363,6 +364,14 @@ def site_effect(
         variable). Better when every site has so much data that its offset is pinned
         down far more tightly than ``scale`` (large cohorts); the default non-centred form
         is better for small ones (funnel otherwise).
+    information : pytensor.tensor.TensorVariable, optional
+        ``partial`` pooling, not ``centred``: what the data tell about a site's offset (the
+        precision they give it, per unit squared, a scalar that may depend on other
+        parameters). The offsets are then sampled partly centred, ``u ~ ZeroSumNormal(sd **
+        w)`` and offsets ``= sd ** (1 - w) * u`` with ``w = information * sd**2 /
+        (information * sd**2 + 1)`` at the current ``sd`` (the variable ``{name}_partly_centred``):
+        centred where the data pin the offsets down, non-centred towards the funnel's neck.
+        Same model at every weight.
 
     Returns
     -------
@@ -374,6 +383,11 @@ def site_effect(
     if pooling == "partial" and centred:
         sd = pm.HalfNormal(f"{name}_sd", sigma=scale)
         offsets = pm.ZeroSumNormal(name, sigma=sd, dims=dim)
+    elif pooling == "partial" and information is not None:
+        sd = pm.HalfNormal(f"{name}_sd", sigma=scale)
+        weight = partial_centring_weight(information, sd)
+        sampled = pm.ZeroSumNormal(f"{name}_partly_centred", sigma=sd**weight, dims=dim)
+        offsets = pm.Deterministic(name, sd ** (1.0 - weight) * sampled, dims=dim)
     elif pooling == "partial":
         sd = pm.HalfNormal(f"{name}_sd", sigma=scale)
         raw = pm.ZeroSumNormal(f"{name}_raw", sigma=1.0, dims=dim)
@@ -459,8 +473,8 @@ def prior_from_spec(priors: dict[str, Any], key: str, default: float) -> float:
     return value
 
 
-def site_parametrisation(spec: Any) -> str:
-    """The spec's ``[sites] parametrisation``: "auto", "centred" or "non_centred".
+def site_parametrisation(spec: Any, allowed: tuple[str, ...] = SITE_PARAMETRISATIONS) -> str:
+    """The spec's ``[sites] parametrisation``, one of ``allowed``.
 
     Raises
     ------
@@ -468,8 +482,22 @@ def site_parametrisation(spec: Any) -> str:
         For any other value.
     """
     choice = spec.section("sites")["parametrisation"]
-    if choice not in SITE_PARAMETRISATIONS:
+    if choice not in allowed:
         raise SpecError(
-            f"[sites] parametrisation must be 'auto', 'centred' or 'non_centred', not {choice!r}"
+            "[sites] parametrisation must be one of "
+            + ", ".join(repr(c) for c in allowed)
+            + f", not {choice!r}"
         )
     return choice
+
+
+def partial_centring_weight(information: Any, sd: Any) -> Any:
+    """How centred a Normal(mean, sd) effect is sampled, from 0 (non-centred) to 1 (centred).
+
+    The share of the effect's posterior precision that its own data give, ``information *
+    sd**2 / (information * sd**2 + 1)`` (Papaspiliopoulos, Roberts & Skold 2007, Stat Sci
+    22:59-73), with ``information`` the precision the data give it (per unit squared) and
+    ``sd`` its prior spread, in the same units.
+    """
+    ratio = information * sd**2
+    return ratio / (ratio + 1.0)

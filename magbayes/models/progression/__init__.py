@@ -59,7 +59,18 @@ NAME = "progression"
 DEFAULTS: dict[str, Any] = shipped_defaults(NAME)
 
 #: ``[patients] parametrisation`` options (:func:`_patient_parametrisation`).
-PATIENT_PARAMETRISATIONS = ("auto", "centred", "over_visits", "non_centred")
+PATIENT_PARAMETRISATIONS = ("auto", "partial", "centred", "over_visits", "non_centred")
+
+#: How each resolved ``[patients] parametrisation`` is said in the terminal and the report.
+PATIENT_COORDINATES_IN_WORDS = {
+    "partial": "partly centred",
+    "centred": "centred over the visits, rates non-centred",
+    "over_visits": "centred over the visits, rates too",
+    "non_centred": "non-centred",
+}
+
+#: ``[sites] parametrisation`` options (:func:`_site_parametrisation`).
+SITE_PARAMETRISATIONS = (*blocks.SITE_PARAMETRISATIONS, "partial")
 
 #: What each key of a spec accepts beyond the type of its default (the shared tables'
 #: rules come from :func:`magbayes.models.base.spec_rules`); every prior is a positive scale.
@@ -73,7 +84,7 @@ OWN_RULES: dict[str, dict[str, Any]] = {
     },
     "sites": {
         "pooling": one_of(*blocks.SITE_POOLING),
-        "parametrisation": one_of(*blocks.SITE_PARAMETRISATIONS),
+        "parametrisation": one_of(*SITE_PARAMETRISATIONS),
     },
     "patients": {"parametrisation": one_of(*PATIENT_PARAMETRISATIONS)},
     "priors": {key: positive() for key in prior_names(DEFAULTS)},
@@ -628,7 +639,7 @@ def starting_values(design: Design, spec: Spec) -> dict[str, np.ndarray]:
         scored = np.ones(n_patients, bool)
     level[~scored] = level[scored].mean()
     values = {"patient_level_over_visits": level}
-    if patients_as == "over_visits":
+    if patients_as in ("over_visits", "partial"):
         values["patient_rate_over_visits"] = rate
         at_onset = level - rate * mean_years
     else:
@@ -636,8 +647,22 @@ def starting_values(design: Design, spec: Spec) -> dict[str, np.ndarray]:
         at_onset = level
     spread = np.array([at_onset[scored].std(), rate[scored].std()])
     # a spread of 0 is outside the support of a HalfNormal's log transform
-    values["patient_sd"] = np.maximum(spread, [0.1, 0.01])
+    spread = np.maximum(spread, [0.1, 0.01])
+    values["patient_sd"] = spread
     values["level_intercept"] = np.asarray(at_onset[scored].mean())
+    if patients_as == "partial":
+        # the sampled coordinates of those values, the patients' means taken as their
+        # conditional prior means (the start only: the sampler moves from there)
+        per_visit = ORDINAL_VISIT_INFORMATION if family == "ordered_logistic" else 1.0
+        information = (visit_count(design), time_spread(design))
+        for name, data, sd in zip(("level", "rate"), information, spread, strict=True):
+            value = values.pop(f"patient_{name}_over_visits")
+            centre = value[scored].mean()
+            ratio = per_visit * data * sd**2
+            weight = ratio / (ratio + 1.0)
+            values[f"patient_{name}_partly_centred"] = weight * centre + (value - centre) / (
+                sd ** (1.0 - weight)
+            )
     return values
 
 
@@ -664,33 +689,83 @@ def _per_patient_mean(values: np.ndarray, patient: np.ndarray, n_patients: int) 
     return sums / np.maximum(counts, 1.0).reshape(-1, *([1] * (values.ndim - 1)))
 
 
-#: ``[sites] parametrisation = "auto"`` samples the site offsets directly (centred) when
-#: every site has at least this many patients with a scored visit: each site's mean level
-#: and rate are then pinned down by its own patients far more tightly than by the prior,
-#: where the non-centred form (the small-cohort default) has an inverted funnel between
-#: the offsets and their spread. Measured in docs/performance.md (scaling section).
-CENTRED_SITES_MIN_PATIENTS: int = 200
+def _site_parametrisation(design: Design, spec: Spec) -> str:
+    """How the site offsets are sampled (``[sites] parametrisation``), "auto" resolved.
+
+    Returns
+    -------
+    str
+        "partial" (partly centred, as the patients' data about each site allow: the
+        default), "centred" or "non_centred".
+    """
+    choice = blocks.site_parametrisation(spec, SITE_PARAMETRISATIONS)
+    return "partial" if choice == "auto" else choice
 
 
-def _centred_sites(design: Design, spec: Spec) -> bool:
-    """Whether to sample the site offsets centred (``[sites] parametrisation``)."""
-    choice = blocks.site_parametrisation(spec)
-    if choice != "auto":
-        return choice == "centred"
-    scored = np.unique(design.data["patient_of_visit"])
-    per_site = np.bincount(
-        design.data["site_of_patient"][scored], minlength=len(design.coords["site"])
-    )
-    return bool(per_site.min() >= CENTRED_SITES_MIN_PATIENTS)
+#: Fisher information about the latent disability at a visit, per logit squared, of an
+#: ordered logistic score: 1/3 for a latent logistic seen exactly, 0.24 midway between
+#: cutpoints 3 apart; only the sampler's coordinates depend on it.
+ORDINAL_VISIT_INFORMATION: float = 0.3
+
+#: The same for a Beta score, per unit of precision: about mean x (1 - mean) for a
+#: logit-mean, taken at an I-RODS centile of about 25 or 75.
+BETA_VISIT_INFORMATION_PER_PRECISION: float = 0.2
 
 
-#: ``[patients] parametrisation = "auto"`` samples each patient's rate as seen over their
-#: visits ("over_visits") from this many patients with a scored visit, and the rate before
-#: treatment non-centred ("centred") below it. From 200 to 5,000 patients the population
-#: rate effects then mix 1.1 to 3 times better per draw; at 100 neither form is ahead, and
-#: at 47 the first had divergences that the second has not. Measured in
-#: docs/performance.md (section "Session 7").
-RATE_OVER_VISITS_MIN_PATIENTS: int = 200
+def _visit_information(family: str, param: Any) -> Any:
+    """What one visit tells about the latent disability there (per logit squared)."""
+    if family == "ordered_logistic":
+        return ORDINAL_VISIT_INFORMATION
+    return BETA_VISIT_INFORMATION_PER_PRECISION * param
+
+
+def _partly_centred(name: str, mean: Any, sd: Any, information: Any) -> pt.TensorVariable:
+    """A per-patient Normal(mean, sd), sampled as centred as the patient's data allow.
+
+    The sampler moves ``u ~ Normal(w * mean, sd ** w)`` and the value is
+    ``mean + sd ** (1 - w) * (u - w * mean)``, which is Normal(mean, sd) whatever ``w``
+    (Papaspiliopoulos, Roberts & Skold 2007, Stat Sci 22:59-73): ``w = 1`` is the centred
+    form (``u`` is the value), ``w = 0`` the non-centred one (``u`` a standard normal). The
+    weight is the share of the value's posterior precision that the patient's own data
+    give, ``w = I sd**2 / (I sd**2 + 1)`` with ``information`` ``I``, computed at the
+    current ``sd``: as the spread shrinks towards the funnel's neck the patient moves to
+    non-centred coordinates, and where the visits pin the value down, to centred ones.
+    Same model at every weight; only the sampler's coordinates differ.
+    """
+    weight = blocks.partial_centring_weight(information, sd)
+    u = pm.Normal(name, weight * mean, sd**weight, dims="patient")
+    return mean + sd ** (1.0 - weight) * (u - weight * mean)
+
+
+def _site_information(
+    level_information: Any, rate_information: Any, patient_sd: Any, n_sites: int
+) -> tuple[Any, Any]:
+    """What the patients tell about a site's level and slope offsets (mean over sites).
+
+    Each patient's visits give their own level a precision ``I`` (``level_information``,
+    per logit squared); around the site's offset that level also varies by
+    ``patient_sd[0]``, so the patient tells ``1 / (patient_sd[0] ** 2 + 1 / I)`` about the
+    offset; the same for the rate with ``rate_information`` and ``patient_sd[1]``.
+    Summed over the patients and divided by the sites.
+    """
+    level = pt.sum(level_information / (patient_sd[0] ** 2 * level_information + 1.0))
+    rate = pt.sum(rate_information / (patient_sd[1] ** 2 * rate_information + 1.0))
+    return level / n_sites, rate / n_sites
+
+
+def visit_count(design: Design) -> np.ndarray:
+    """Scored visits of each patient."""
+    patient = np.asarray(design.data["patient_of_visit"], int)
+    return np.bincount(patient, minlength=len(design.coords["patient"])).astype(float)
+
+
+def time_spread(design: Design) -> np.ndarray:
+    """Sum over each patient's visits of the squared years from their mean (years²)."""
+    patient = np.asarray(design.data["patient_of_visit"], int)
+    n_patients = len(design.coords["patient"])
+    years = np.asarray(design.data["years_since_onset"], float)
+    time = years - _per_patient_mean(years, patient, n_patients)[patient]
+    return np.bincount(patient, weights=time**2, minlength=n_patients)
 
 
 def _patient_parametrisation(design: Design, spec: Spec) -> str:
@@ -699,8 +774,9 @@ def _patient_parametrisation(design: Design, spec: Spec) -> str:
     Returns
     -------
     str
+        "partial" (level and rate over the visits, partly centred: the default),
         "centred" (level over the visits, rate before treatment non-centred),
-        "over_visits" (level and rate over the visits) or "non_centred".
+        "over_visits" (level and rate over the visits, centred) or "non_centred".
     """
     choice = spec.section("patients")["parametrisation"]
     if choice not in PATIENT_PARAMETRISATIONS:
@@ -711,8 +787,7 @@ def _patient_parametrisation(design: Design, spec: Spec) -> str:
         )
     if choice != "auto":
         return choice
-    scored = len(np.unique(design.data["patient_of_visit"]))
-    return "over_visits" if scored >= RATE_OVER_VISITS_MIN_PATIENTS else "centred"
+    return "partial"
 
 
 def build_model(design: Design, spec: Spec) -> pm.Model:
@@ -869,27 +944,6 @@ def add_trajectory(design: Design, spec: Spec) -> Trajectory:
     patients_as = _patient_parametrisation(design, spec)
     centred = patients_as != "non_centred"
 
-    # every array of the cohort is a ``pm.Data`` input of the compiled model rather
-    # than a constant in it: one compiled model then serves every cohort with the same
-    # structure (magbayes.compile_cache), and only the first fit of a spec compiles
-    site_of_patient = _data("site_of_patient", d["site_of_patient"])
-    pooling = spec.section("sites")["pooling"]
-    centred_sites = _centred_sites(design, spec)
-    site_level = blocks.site_effect(
-        "site_level",
-        site_of_patient,
-        pooling=pooling,
-        scale=prior("site_sd"),
-        centred=centred_sites,
-    )
-    site_slope = blocks.site_effect(
-        "site_slope",
-        site_of_patient,
-        pooling=pooling,
-        scale=prior("site_sd") / 4.0,
-        centred=centred_sites,
-    )
-
     slope = pm.Normal("slope", 0.0, prior("slope_sd"))
     rate_sural = pm.Normal("rate_sural_reduced", 0.0, prior("sural_rate_sd"))
     patient_sd = pm.HalfNormal(
@@ -912,6 +966,50 @@ def add_trajectory(design: Design, spec: Spec) -> Trajectory:
     else:
         intercept_centre = 0.0
     intercept = pm.Normal("level_intercept", intercept_centre, prior("intercept_sd"))
+    if family == "ordered_logistic":
+        gaps = pm.Gamma("cutpoint_gap", alpha=4.0, beta=4.0 / spacing, dims="gap")
+        # cutpoint `anchor_cut` is 0; the others are cumulated gaps below and above it
+        above = pt.cumsum(gaps[anchor_cut:])
+        below = -pt.cumsum(gaps[:anchor_cut][::-1])[::-1]
+        param = pm.Deterministic(
+            "cutpoints", pt.concatenate([below, pt.zeros(1), above]), dims="cutpoint"
+        )
+    else:
+        param = pm.Exponential("irods_precision", prior("irods_precision_rate"))
+
+    sites_as = _site_parametrisation(design, spec)
+    if "partial" in (patients_as, sites_as):
+        # what one visit tells about the latent disability there (Fisher information,
+        # per logit squared), times each patient's visits, or their visits' spread in time
+        per_visit = _visit_information(family, param)
+        level_information = per_visit * _data("patient_visit_count", visit_count(design))
+        rate_information = per_visit * _data("patient_time_spread", time_spread(design))
+    site_information: tuple[Any, Any] = (None, None)
+    if sites_as == "partial":
+        site_information = _site_information(
+            level_information, rate_information, patient_sd, len(design.coords["site"])
+        )
+    # every array of the cohort is a ``pm.Data`` input of the compiled model rather
+    # than a constant in it: one compiled model then serves every cohort with the same
+    # structure (magbayes.compile_cache), and only the first fit of a spec compiles
+    site_of_patient = _data("site_of_patient", d["site_of_patient"])
+    pooling = spec.section("sites")["pooling"]
+    site_level = blocks.site_effect(
+        "site_level",
+        site_of_patient,
+        pooling=pooling,
+        scale=prior("site_sd"),
+        centred=sites_as == "centred",
+        information=site_information[0],
+    )
+    site_slope = blocks.site_effect(
+        "site_slope",
+        site_of_patient,
+        pooling=pooling,
+        scale=prior("site_sd") / 4.0,
+        centred=sites_as == "centred",
+        information=site_information[1],
+    )
     level_mean = intercept + site_level
     x = None
     if n_covariates:
@@ -968,7 +1066,7 @@ def add_trajectory(design: Design, spec: Spec) -> Trajectory:
         mean_rituximab = _per_patient_mean(rituximab_years, patient, n_patients)
         time = years - mean_years[patient]
         exposure = exposure - mean_exposure[patient]
-        if patients_as == "over_visits":
+        if patients_as in ("over_visits", "partial"):
             # The rate too is sampled as seen over the visits: the slope of the latent
             # disability over the patient's visits, treatments included, which the
             # visits pin down, instead of the rate before any treatment, which trades
@@ -978,12 +1076,18 @@ def add_trajectory(design: Design, spec: Spec) -> Trajectory:
             # Jacobian); its prior is the rate's, shifted.
             exposure_slope = _per_patient_slope(exposure, time, patient, n_patients)
             change_in_rate = pt.dot(_data("patient_exposure_slope", exposure_slope), coefficient)
-            rate_visits = pm.Normal(
-                "patient_rate_over_visits",
-                rate_mean + rate_sural * sural_known_reduced + change_in_rate,
-                patient_sd[1],
-                dims="patient",
-            )
+            rate_visits_mean = rate_mean + rate_sural * sural_known_reduced + change_in_rate
+            if patients_as == "partial":
+                rate_visits = _partly_centred(
+                    "patient_rate_partly_centred",
+                    rate_visits_mean,
+                    patient_sd[1],
+                    rate_information,
+                )
+            else:
+                rate_visits = pm.Normal(
+                    "patient_rate_over_visits", rate_visits_mean, patient_sd[1], dims="patient"
+                )
             rate = pm.Deterministic(
                 "patient_rate",
                 rate_visits - change_in_rate - rate_sural * sural_known_reduced,
@@ -1008,16 +1112,25 @@ def add_trajectory(design: Design, spec: Spec) -> Trajectory:
                 rate_sural * _data("unknown_mean_years", mean_years * ~known)
                 + gamma_x * _data("unknown_mean_rituximab_years", mean_rituximab * ~known)
             )
-        level_over_visits = pm.Normal(
-            "patient_level_over_visits",
-            level_mean + patient_corr * patient_sd[0] * rate_z + mean_change + unknown_shift,
-            patient_sd[0] * pt.sqrt(1.0 - patient_corr**2),
-            dims="patient",
+        level_visits_mean = (
+            level_mean + patient_corr * patient_sd[0] * rate_z + mean_change + unknown_shift
         )
+        level_visits_sd = patient_sd[0] * pt.sqrt(1.0 - patient_corr**2)
+        if patients_as == "partial":
+            level_over_visits = _partly_centred(
+                "patient_level_partly_centred",
+                level_visits_mean,
+                level_visits_sd,
+                level_information,
+            )
+        else:
+            level_over_visits = pm.Normal(
+                "patient_level_over_visits", level_visits_mean, level_visits_sd, dims="patient"
+            )
         anchor = level_over_visits - unknown_shift
         level_at_onset = pm.Deterministic("patient_level", anchor - mean_change, dims="patient")
         rate_at_onset = rate_with_sural
-        if patients_as == "over_visits":
+        if patients_as in ("over_visits", "partial"):
             rate_with_sural = rate_visits  # the coefficient of the centred time
     else:
         rate_with_sural = rate_at_onset = rate + rate_sural * sural_known_reduced
@@ -1039,17 +1152,6 @@ def add_trajectory(design: Design, spec: Spec) -> Trajectory:
     )
     layout = layout_values.as_data()
     prevalence = blocks.sural_prevalence(d["sural_known"], d["sural_reduced"], as_data=True)
-
-    if family == "ordered_logistic":
-        gaps = pm.Gamma("cutpoint_gap", alpha=4.0, beta=4.0 / spacing, dims="gap")
-        # cutpoint `anchor_cut` is 0; the others are cumulated gaps below and above it
-        above = pt.cumsum(gaps[anchor_cut:])
-        below = -pt.cumsum(gaps[:anchor_cut][::-1])[::-1]
-        param = pm.Deterministic(
-            "cutpoints", pt.concatenate([below, pt.zeros(1), above]), dims="cutpoint"
-        )
-    else:
-        param = pm.Exponential("irods_precision", prior("irods_precision_rate"))
 
     return Trajectory(
         level=level_at_onset,
@@ -1142,14 +1244,15 @@ def refit_spec(spec: Spec, design: Design, diagnostics: dict[str, Any]) -> tuple
         return None
     first = _patient_parametrisation(design, spec)
     overrides: dict[str, Any] = {"patients": {"parametrisation": "non_centred"}}
-    if blocks.site_parametrisation(spec) == "auto" and _centred_sites(design, spec):
+    if blocks.site_parametrisation(spec, SITE_PARAMETRISATIONS) == "auto":
         overrides["sites"] = {"parametrisation": "non_centred"}
     target = max(float(spec.section("sampler")["target_accept"]), REFIT_TARGET_ACCEPT)
     overrides["sampler"] = {"target_accept": target}
+    sites = " and sites" if "sites" in overrides else ""
     why = (
-        f"the first fit (patients sampled {first.replace('_', ' ')}) had "
+        f"the first fit (patients sampled {PATIENT_COORDINATES_IN_WORDS[first]}) had "
         f"{diagnostics['divergences']} divergent transition(s); the same model was refitted "
-        f"with non-centred patients at target acceptance {target:g}"
+        f"with non-centred patients{sites} at target acceptance {target:g}"
     )
     return spec.with_overrides(overrides), why
 
@@ -1160,7 +1263,7 @@ def refit_spec(spec: Spec, design: Design, diagnostics: dict[str, Any]) -> tuple
 def divergence_advice(spec: Spec, posterior: xr.Dataset) -> list[str]:
     """What to change when a fit has divergent transitions, beyond the target acceptance.
 
-    With centred patient levels (the default), a small spread of levels makes a funnel
+    With patient levels sampled (partly) centred, a small spread of levels can make a funnel
     between the levels and ``patient_sd[level]``: in simulation-based calibration, fits whose
     true spread was below about 1 logit diverged in 93% of cases (53% between 1 and 2.6
     logits), against 1 fit in 100 with the non-centred form (``docs/sbc.md``).
