@@ -205,8 +205,7 @@ def fit(
             }
         )
         result, _ = _fit_once(cohort, next_spec, sampler, progress, prior_predictive, command)
-    if earlier:
-        result.earlier_fits = earlier
+        result.earlier_fits = list(earlier)  # what the next step may still try
     add_timing(result, cohort)
     result.timing["wall_seconds"] = time.perf_counter() - started
     return result
@@ -244,18 +243,19 @@ RHAT_MARGIN = 0.01
 def _next_fit(result: FitResult, design: Design) -> tuple[Spec, str] | None:
     """The spec of the next fit when ``result`` failed the gate, and why; ``None`` if none.
 
-    First the model's own refit in other coordinates (its module's ``refit_spec``, e.g.
-    non-centred patients after divergences), once; then, for a fit without divergences
-    whose largest R-hat is at most :data:`RHAT_MARGIN` above the threshold and whose
-    smallest bulk ESS is at least the threshold over :data:`LONGER_FACTOR`, once with
-    :data:`LONGER_FACTOR` times the draws and tuning steps.
+    Each of two refits at most once, in whichever order the fits call for them: the model's
+    own refit in other coordinates (its module's ``refit_spec``, e.g. non-centred patients
+    after divergences), and, for a fit without divergences whose largest R-hat is at most
+    :data:`RHAT_MARGIN` above the threshold and whose smallest bulk ESS is at least the
+    threshold over :data:`LONGER_FACTOR`, one with :data:`LONGER_FACTOR` times the draws
+    and tuning steps. So at most three fits.
     """
     diagnostics = result.diagnostics()
     if diagnostics["passed"]:
         return None
     done = [fit["why"] for fit in result.earlier_fits]
     spec = result.spec
-    if not done:
+    if all(why.startswith(_LONGER) for why in done):  # no refit in other coordinates yet
         refit = get_model(spec.model).refit_spec(spec, design, diagnostics)
         if refit is not None:
             return refit
