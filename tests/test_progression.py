@@ -374,6 +374,7 @@ def test_marginal_likelihood_matches_explicit_mixture(small_sim):
     point["rate_sural_reduced"] = np.array(0.4)
     per_patient = model.compile_logp(vars=[model["score"]], sum=False)(point)[0]
     onset_level = _onset_level(model, point)
+    rate_before_treatment = _values(model, ["patient_rate"], point)["patient_rate"]
     known = design.data["sural_known"].astype(bool)
     i = int(np.nonzero(~known)[0][0])
     # recompute with that patient forced to each status
@@ -388,9 +389,14 @@ def test_marginal_likelihood_matches_explicit_mixture(small_sim):
 
         d2 = Design(design.model, design.coords, forced, design.dims, design.counts)
         m2 = progression.build_model(d2, spec)
-        # same parameters: the level is sampled over the visits, so shift it to give the
-        # same level at onset as in the original model
-        forced_point, _ = _solve_for(m2, point, _level_name(m2), "patient_level", onset_level)
+        # same parameters: the rate and level are sampled over the visits, so move them to
+        # give the same rate before treatment and level at onset as in the original model
+        forced_point, _ = _solve_for(
+            m2, point, "patient_rate_partly_centred", "patient_rate", rate_before_treatment
+        )
+        forced_point, _ = _solve_for(
+            m2, forced_point, _level_name(m2), "patient_level", onset_level
+        )
         np.testing.assert_allclose(_onset_level(m2, forced_point), onset_level, atol=1e-12)
         results.append(m2.compile_logp(vars=[m2["score"]], sum=False)(forced_point)[0][i])
     prevalence = 1 / (1 + np.exp(-point["sural_reduced_prevalence_logodds__"]))
