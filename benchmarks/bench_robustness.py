@@ -94,6 +94,8 @@ def fit_one(name: str, setting: StressSetting, seed: int, model: str = "progress
         "divergences": diagnostics["divergences"],
         "r_hat_max": diagnostics["r_hat_max"],
         "ess_bulk_min": diagnostics["ess_bulk_min"],
+        "r_hat_max_variable": diagnostics["r_hat_max_variable"],
+        "ess_bulk_min_variable": diagnostics["ess_bulk_min_variable"],
         "refitted": bool(result.earlier_fits),
         "fits_run": len(result.earlier_fits) + 1,
         "divergences_first": (result.earlier_fits or [diagnostics])[0]["divergences"],

@@ -234,10 +234,11 @@ def add_timing(result: FitResult, cohort: Cohort) -> None:
 #: Draws and tuning steps are multiplied by this once when a fit without divergences misses
 #: the R-hat threshold by at most :data:`RHAT_MARGIN`, or the bulk ESS threshold with at
 #: least 1 / LONGER_FACTOR of it: over every parameter, per-patient ones included, a largest
-#: R-hat of 1.0103 after 4 x 1,000 draws is chance more often than non-convergence, and
-#: effective draws grow with the draws (docs/robustness.md); the longer fit tells which.
+#: R-hat of 1.0103 after 4 x 1,000 draws is chance more often than non-convergence, and on
+#: stress cohorts fits without divergences ended at R-hat 1.022-1.023 with a bulk ESS of
+#: 217-258, which more draws settle (docs/robustness.md); the longer fit tells which.
 LONGER_FACTOR = 2
-RHAT_MARGIN = 0.01
+RHAT_MARGIN = 0.03
 
 
 def _next_fit(result: FitResult, design: Design) -> tuple[Spec, str] | None:
