@@ -183,6 +183,41 @@ def test_predictions_are_written_and_bad_requests_refused(early, tmp_path):
         mb.predict(fit, impostor, patients=[first])
 
 
+def test_a_new_patient_at_a_fitted_hospital_gets_its_site_effects(early):
+    """Sites are the posterior's: a new patient at one of the fit's hospitals takes that
+    hospital's offsets (not an unseen site's), one at another hospital an unseen site's,
+    and a fitted patient's id at another hospital is refused."""
+    from magbayes.models.progression.predictions import Predictor
+
+    truncated, _, fit = early
+    sites = [str(x) for x in fit.posterior["posterior"]["site"].values]
+    first = truncated.patient_ids[0]
+    home = str(truncated.patients.loc[first, "site"])
+    away = next(x for x in sites if x != home)
+    copies = truncated.patients.loc[[first, first, first]]
+    copies.index = pd.Index(["NEW_HOME", "NEW_AWAY", "NEW_ELSEWHERE"], name="patient_id")
+    copies["site"] = [home, away, "another_hospital"]
+    patients = pd.concat([truncated.patients, copies])
+    patients.loc[first, "site"] = away  # the fitted patient's id, at another hospital
+    cohort = Cohort.from_frames(patients.reset_index(), truncated.visits, truncated.treatments)
+    predictor = Predictor(fit, cohort, seed=1)
+    assert predictor.site_index("NEW_HOME") == sites.index(home)
+    assert predictor.site_index("NEW_AWAY") == sites.index(away)
+    assert predictor.site_index("NEW_ELSEWHERE") is None
+    # with no visits, a new patient's level is the population's at their hospital: the
+    # fitted hospital's own offsets, so two hospitals differ by their offsets' difference
+    level = {pid: predictor.draws(pid).level for pid in ("NEW_HOME", "NEW_AWAY")}
+    offsets = np.asarray(fit.posterior["posterior"]["site_level"].values).reshape(-1, len(sites))
+    shift = offsets[:, sites.index(home)] - offsets[:, sites.index(away)]
+    se = np.sqrt((level["NEW_HOME"].var() + level["NEW_AWAY"].var()) / len(shift))
+    difference = level["NEW_HOME"].mean() - level["NEW_AWAY"].mean()
+    assert abs(difference - shift.mean()) < 4 * se
+    with pytest.raises(
+        SpecError, match=f"patient {first} of the cohort .*site {away}, fitted at {home}"
+    ):
+        mb.predict(fit, cohort, patients=[first])
+
+
 def test_the_timing_contrast_covers_the_true_contrast_on_a_large_cohort():
     """Prompt minus delayed rituximab at 10 years: the fit's 90% interval covers the truth.
 

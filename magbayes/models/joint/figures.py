@@ -26,21 +26,25 @@ def draw_event_free(ax: Any, predictions: xr.Dataset, patient: str) -> None:
     sub = predictions.sel(patient=patient)
     years = np.asarray(predictions["time"].values, float)
     start = float(sub["event_free_from"])
-    later = years >= start
+    later = years > start
+    # every curve starts at 1 at the time of prediction
+    x = np.concatenate([[start], years[later]])
     for k, strategy in enumerate(predictions["strategy"].values):
         colour = COLOURS[k % len(COLOURS)]
         row = sub.sel(strategy=strategy)
+
+        def from_start(name: str, row: xr.Dataset = row) -> np.ndarray:
+            return np.concatenate([[1.0], row[name].values[later]])
+
         ax.fill_between(
-            years[later],
-            row["event_free_hdi_low"].values[later],
-            row["event_free_hdi_high"].values[later],
+            x,
+            from_start("event_free_hdi_low"),
+            from_start("event_free_hdi_high"),
             color=colour,
             alpha=0.15,
             lw=0,
         )
-        ax.plot(
-            years[later], row["event_free"].values[later], color=colour, lw=1.6, label=str(strategy)
-        )
+        ax.plot(x, from_start("event_free"), color=colour, lw=1.6, label=str(strategy))
     ax.axvline(start, color="#555555", ls="--", lw=1, label="time of prediction")
     seen = float(sub["event_seen_at"])
     if np.isfinite(seen):
