@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pytest
 from shared_fits import (
+    fit_joint,
     fit_worsening,
+    joint_sim,
     response_cohort,
     shared_progression_fit,
     shared_response_fit,
     worsening_cohort,
+    write_joint_cohort,
     write_progression_cohort,
 )
 
@@ -26,7 +29,7 @@ from magbayes.cohort.tables import Cohort
 from magbayes.simulate import SimulatedCohort
 
 #: The fixtures that fit a model (directly or through another fixture).
-FITTED = {"progression_fit", "response_fit", "worsening_fit"}
+FITTED = {"progression_fit", "response_fit", "worsening_fit", "joint_fit"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -84,3 +87,29 @@ def worsening_sim() -> SimulatedCohort:
 def worsening_fit(worsening_sim: SimulatedCohort) -> FitResult:
     """The default (piecewise) worsening spec fitted to ``worsening_sim`` (2 x 300 draws)."""
     return fit_worsening(worsening_sim.cohort)
+
+
+@pytest.fixture(scope="session")
+def joint_simulated() -> SimulatedCohort:
+    """90 simulated patients with death depending on disability (``shared_fits.joint_sim``)."""
+    return joint_sim()
+
+
+@pytest.fixture(scope="session")
+def joint_cohort(
+    joint_simulated: SimulatedCohort, tmp_path_factory: pytest.TempPathFactory
+) -> Cohort:
+    """``joint_simulated`` written to disk and read back (so the cohort has a SHA-256)."""
+    return write_joint_cohort(joint_simulated, tmp_path_factory.mktemp("joint_cohort"))
+
+
+@pytest.fixture(scope="session")
+def joint_fit(
+    joint_cohort: Cohort, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[FitResult, Path]:
+    """(result, folder): the default joint spec fitted to ``joint_cohort`` (2 x 300 draws,
+    seed 3), saved without its report. Tests copy the folder before changing it."""
+    result = fit_joint(joint_cohort)
+    folder = tmp_path_factory.mktemp("joint_fit") / "results"
+    result.save(folder, report=False)
+    return result, folder

@@ -32,6 +32,8 @@ PROGRESSION_RUN = {"draws": 100, "tune": 100, "chains": 2, "seed": 5}
 RESPONSE_RUN = {"draws": 200, "tune": 200, "chains": 2, "seed": 4}
 #: Sampler settings of the shared worsening fit.
 WORSENING_RUN = {"draws": 300, "tune": 300, "chains": 2, "seed": 1}
+#: Sampler settings of the shared joint fit.
+JOINT_RUN = {"draws": 300, "tune": 400, "chains": 2, "seed": 3}
 
 #: The command line recorded in the shared progression fit's manifest and report.
 PROGRESSION_COMMAND = "magbayes fit progression --data COHORT --out RESULTS --seed 5"
@@ -79,6 +81,32 @@ def fit_worsening(cohort: Cohort, **overrides) -> FitResult:
     """The worsening spec with :data:`WORSENING_RUN`, no prior draws; ``overrides`` are
     spec values (e.g. another baseline hazard)."""
     return mb.fit(cohort, "worsening", **WORSENING_RUN, overrides=overrides, prior_predictive=False)
+
+
+def joint_sim() -> SimulatedCohort:
+    """90 simulated patients with their end of follow-up: strongly informative death
+    (``death_alpha`` 0.8), INCAT exactly the score model's (``worsening_from="scores"``),
+    and a clear benefit of rituximab on the rate (``gamma_rituximab`` -0.4 per year), so
+    that strategies differ in their probability of death."""
+    return mb.simulate_cohort(
+        n_patients=90,
+        seed=31,
+        end_of_follow_up=True,
+        death_alpha=0.8,
+        worsening_from="scores",
+        gamma_rituximab=-0.4,
+    )
+
+
+def write_joint_cohort(sim: SimulatedCohort, folder: Path) -> Cohort:
+    """``sim`` written to ``folder`` and read back (so the cohort has a SHA-256)."""
+    sim.write(folder, overwrite=True)
+    return mb.load_cohort(folder)
+
+
+def fit_joint(cohort: Cohort) -> FitResult:
+    """The default joint spec with :data:`JOINT_RUN`, no prior draws."""
+    return mb.fit(cohort, "joint", **JOINT_RUN, progress=False, prior_predictive=False)
 
 
 def posterior_summary(posterior: xr.DataTree, names: list[str]) -> pd.DataFrame:

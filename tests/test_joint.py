@@ -164,22 +164,24 @@ def test_the_end_of_follow_up_likelihood_is_the_hazard_integrated_by_hand(dropou
 
 
 @pytest.mark.slow
-def test_joint_model_recovers_the_association_and_the_rate_under_informative_dropout():
-    """Strong informative death: the joint model's 90% intervals cover the true association
-    and mean rate; the progression model's estimate of the rate on the same cohort is shown."""
+def test_joint_model_recovers_the_association_and_the_rate_under_informative_dropout(
+    joint_simulated, joint_cohort, joint_fit
+):
+    """Strong informative death (the shared joint fit, ``shared_fits.joint_sim``): the joint
+    model's 90% intervals cover the true association and mean rate; the progression model's
+    estimate of the rate on the same cohort is shown."""
     import arviz as az
+    from shared_fits import JOINT_RUN
 
-    sim = mb.simulate_cohort(
-        n_patients=90, seed=31, end_of_follow_up=True, death_alpha=0.8, worsening_from="scores"
-    )
-    options = dict(draws=300, tune=400, chains=2, seed=3, progress=False, prior_predictive=False)
-    joint = mb.fit(sim.cohort, "joint", **options)
+    sim = joint_simulated
+    joint, _ = joint_fit
     post = joint.posterior["posterior"]
     truth = {
         "association": sim.truth["end_of_follow_up"]["association"]["death_alpha"],
         "slope": sim.truth["progression"]["slope"],
     }
-    trajectory_only = mb.fit(sim.cohort, "progression", **options).posterior["posterior"]
+    options = dict(JOINT_RUN, progress=False, prior_predictive=False)
+    trajectory_only = mb.fit(joint_cohort, "progression", **options).posterior["posterior"]
     bias = float(trajectory_only["slope"].mean()) - truth["slope"]
     for name, true in truth.items():
         hdi = az.hdi(post[name], prob=0.9)

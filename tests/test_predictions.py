@@ -183,6 +183,35 @@ def test_predictions_are_written_and_bad_requests_refused(early, tmp_path):
         mb.predict(fit, impostor, patients=[first])
 
 
+def test_a_new_patient_at_a_fitted_hospital_gets_its_site_effects(early):
+    """Sites are the posterior's (the constant data has no site coordinate): a new patient
+    at one of the fit's hospitals takes that hospital's offsets, not an unseen site's, one
+    at another hospital an unseen site's, and a fitted patient's id at another hospital is
+    refused. (A new patient's level varies too much between draws for the offsets to be
+    told apart in their draws: the index is checked, which the offsets are read with.)"""
+    from magbayes.models.progression.predictions import Predictor
+
+    truncated, _, fit = early
+    sites = [str(x) for x in fit.posterior["posterior"]["site"].values]
+    first = truncated.patient_ids[0]
+    home = str(truncated.patients.loc[first, "site"])
+    away = next(x for x in sites if x != home)
+    copies = truncated.patients.loc[[first, first, first]]
+    copies.index = pd.Index(["NEW_HOME", "NEW_AWAY", "NEW_ELSEWHERE"], name="patient_id")
+    copies["site"] = [home, away, "another_hospital"]
+    patients = pd.concat([truncated.patients, copies])
+    patients.loc[first, "site"] = away  # the fitted patient's id, at another hospital
+    cohort = Cohort.from_frames(patients.reset_index(), truncated.visits, truncated.treatments)
+    predictor = Predictor(fit, cohort, seed=1)
+    assert predictor.site_index("NEW_HOME") == sites.index(home)
+    assert predictor.site_index("NEW_AWAY") == sites.index(away)
+    assert predictor.site_index("NEW_ELSEWHERE") is None
+    with pytest.raises(
+        SpecError, match=f"patient {first} of the cohort .*site {away}, fitted at {home}"
+    ):
+        mb.predict(fit, cohort, patients=[first])
+
+
 def test_the_timing_contrast_covers_the_true_contrast_on_a_large_cohort():
     """Prompt minus delayed rituximab at 10 years: the fit's 90% interval covers the truth.
 

@@ -61,7 +61,8 @@ def _prior(spec: Spec, key: str) -> float:
     return blocks.prior_from_spec(spec.section("priors"), key, DEFAULTS["priors"][key])
 
 
-def _grid(spec: Spec) -> np.ndarray | None:
+def hazard_grid(spec: Spec) -> np.ndarray | None:
+    """The piecewise baseline's boundaries (years since onset, last ``inf``); None for Weibull."""
     event = spec.section("event")
     if event["baseline"] == "piecewise":
         return survival.make_grid(event["grid_years"])
@@ -102,7 +103,7 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
         patient_ids,
         entry_years(cohort, patient_ids, str(base.counts["score"])),
         kind=str(event["kind"]),
-        breaks=_grid(spec),
+        breaks=hazard_grid(spec),
         n_nodes=int(event["quadrature_nodes"]),
     )
     exact = np.nonzero(arrays.outcome == EVENT)[0]
@@ -154,7 +155,7 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
     )
     coords = dict(base.coords)
     coords["event_covariate"] = hazard_covariates
-    grid = _grid(spec)
+    grid = hazard_grid(spec)
     if grid is not None:
         coords["event_hazard_piece"] = survival.piece_labels(grid)
     counts = dict(base.counts)
@@ -204,7 +205,7 @@ def _add_event(
     """The event part, in the current model."""
     d = design.data
     event = spec.section("event")
-    grid = _grid(spec)
+    grid = hazard_grid(spec)
     row_patient = np.asarray(d["hazard_row_patient"], int)
     row_years = np.asarray(d["hazard_row_years"], float)
     n_nodes = len(d["hazard_node_weight"])

@@ -11,7 +11,7 @@ from typing import Any
 from magbayes.labels import Effect, score_name, vector_effects
 from magbayes.models import progression
 from magbayes.models.base import ModelDefinition, ModelFigure, prior_names
-from magbayes.models.joint import cohort_model
+from magbayes.models.joint import cohort_model, figures, predictions
 from magbayes.models.joint.events import EVENT_REASONS
 from magbayes.spec_schema import increasing_from_zero, one_of, positive, positive_integer
 
@@ -111,4 +111,6 @@ DEFINITION = ModelDefinition(
     figures=(
         ModelFigure("event_check", "Events observed and predicted", cohort_model.plot_event_check),
     ),
+    predict=predictions.predict,
+    prediction_figure=figures.plot_patient,
 )

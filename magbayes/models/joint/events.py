@@ -125,20 +125,15 @@ def event_arrays(
     outcome = np.where(is_event, np.where(np.isfinite(lower), EVENT_IN_INTERVAL, EVENT), CENSORED)
 
     starts = _course_starts(cohort.treatments, patient_ids)
-    x, w = gauss_legendre(n_nodes)
     node_patient, node_years, node_weight, node_after = [], [], [], []
-    extra = np.asarray([] if breaks is None else breaks, float)
-    extra = extra[np.isfinite(extra)]
     for i in range(len(patient_ids)):
-        cuts = np.concatenate([starts.get(i, []), extra, [lower[i]]])
-        cuts = cuts[np.isfinite(cuts) & (cuts > entry[i]) & (cuts < end[i])]
-        edges = np.unique(np.concatenate([[entry[i]], cuts, [end[i]]]))
-        for a, b in zip(edges[:-1], edges[1:], strict=True):
-            half = 0.5 * (b - a)
-            node_years.append(a + half * (x + 1.0))
-            node_weight.append(half * w)
-            node_patient.append(np.full(n_nodes, i))
-            node_after.append(np.full(n_nodes, bool(np.isfinite(lower[i]) and a >= lower[i])))
+        cuts = np.concatenate([starts.get(i, []), [lower[i]]])
+        edges, years, weight = stretch_nodes(entry[i], end[i], cuts, breaks, n_nodes)
+        node_years.append(years.ravel())
+        node_weight.append(weight.ravel())
+        node_patient.append(np.full(years.size, i))
+        after = np.isfinite(lower[i]) & (edges[:-1] >= lower[i])
+        node_after.append(np.repeat(after, n_nodes))
     if node_years:
         node_years_all = np.concatenate(node_years)
         node_weight_all = np.concatenate(node_weight)
@@ -158,6 +153,50 @@ def event_arrays(
         node_weight=node_weight_all,
         node_after_lower=node_after_all,
     )
+
+
+def stretch_nodes(
+    start: float,
+    stop: float,
+    cuts: np.ndarray,
+    breaks: np.ndarray | None = None,
+    n_nodes: int = DEFAULT_NODES,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes on ``[start, stop]`` cut into stretches where the hazard bends.
+
+    The fit (:func:`event_arrays`) and the predictions
+    (:mod:`magbayes.models.joint.predictions`) place their nodes here, so that both
+    integrate the same hazard the same way.
+
+    Parameters
+    ----------
+    start, stop : float
+        The range (years since onset), ``start <= stop``.
+    cuts : numpy.ndarray
+        Where the integrand changes form: treatment starts, the lower bound of an
+        interval-censored event, prediction times (years since onset); those outside
+        ``(start, stop)`` and non-finite ones are ignored.
+    breaks : numpy.ndarray or None
+        A piecewise baseline's boundaries (cut there too).
+    n_nodes : int
+        Nodes per stretch.
+
+    Returns
+    -------
+    edges : numpy.ndarray
+        ``(stretch + 1,)``: the stretches' bounds, increasing, ``start`` first and ``stop``
+        last (``[start]`` alone, with no stretch, when ``start == stop``).
+    years, weight : numpy.ndarray
+        ``(stretch, node)``: node times (years since onset) and weights (years).
+    """
+    extra = np.asarray([] if breaks is None else breaks, float)
+    cuts = np.concatenate([np.asarray(cuts, float).ravel(), extra])
+    cuts = cuts[np.isfinite(cuts) & (cuts > start) & (cuts < stop)]
+    edges = np.unique(np.concatenate([[start], cuts, [stop]]))
+    x, w = gauss_legendre(n_nodes)
+    a, b = edges[:-1, None], edges[1:, None]
+    half = 0.5 * (b - a)
+    return edges, a + half * (x + 1.0), half * w
 
 
 def _course_starts(treatments: pd.DataFrame, patient_ids: list[str]) -> dict[int, np.ndarray]:

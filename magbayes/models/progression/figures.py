@@ -67,8 +67,8 @@ def plot_timing(result: Any, path: Path) -> str:
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 
-def plot_patient(predictions: xr.Dataset, cohort: Any, patient: str, path: str | Path) -> Path:
-    """Draw one patient's predictions: one line and band per strategy on one panel.
+def draw_patient(ax: Any, predictions: xr.Dataset, cohort: Any, patient: str) -> None:
+    """One patient's predicted scores on ``ax``: one line and band per strategy.
 
     Each strategy's mean predicted score (line), its 50% (darker) and 94% (lighter)
     predictive bands, its rituximab start (dotted), and the patient's observed visits
@@ -77,8 +77,6 @@ def plot_patient(predictions: xr.Dataset, cohort: Any, patient: str, path: str |
     score = str(predictions.attrs.get("score", "incat"))
     sub = predictions.sel(patient=patient)
     years = np.asarray(predictions["time"].values, float)
-    fig = Figure(figsize=(8, 4.5), layout="constrained")
-    ax = fig.subplots()
     for k, strategy in enumerate(predictions["strategy"].values):
         colour = COLOURS[k % len(COLOURS)]
         row = sub.sel(strategy=strategy)
@@ -106,10 +104,25 @@ def plot_patient(predictions: xr.Dataset, cohort: Any, patient: str, path: str |
         )
     ax.set_xlabel("years since onset")
     ax.set_ylabel(score_axis_label(score))
-    kind = "fitted patient" if bool(sub["fitted"]) else "new patient"
-    ax.set_title(f"{patient} ({kind}): mean, 50% and 94% predictive bands", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
+
+
+def patient_kind(predictions: xr.Dataset, patient: str) -> str:
+    """``"fitted patient"`` or ``"new patient"``."""
+    fitted = bool(predictions["fitted"].sel(patient=patient))
+    return "fitted patient" if fitted else "new patient"
+
+
+def plot_patient(predictions: xr.Dataset, cohort: Any, patient: str, path: str | Path) -> Path:
+    """Draw one patient's predictions (:func:`draw_patient`) to ``path``."""
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.subplots()
+    draw_patient(ax, predictions, cohort, patient)
+    ax.set_title(
+        f"{patient} ({patient_kind(predictions, patient)}): mean, 50% and 94% predictive bands",
+        fontsize=10,
+    )
     path = Path(path)
     fig.savefig(path, dpi=110)
     return path

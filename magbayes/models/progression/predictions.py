@@ -36,7 +36,7 @@ the expected score and P(score >= threshold).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -304,10 +304,17 @@ def unknown_status_draws(
     exposure: Exposure,
     observed: np.ndarray,
     rng: np.random.Generator,
+    evidence: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Draws of an unknown early-sural status given the patient's scores: ``(sample,)`` 0/1."""
+    """Draws of an unknown early-sural status given the patient's scores: ``(sample,)`` 0/1.
+
+    ``evidence``: a further log-likelihood ratio, reduced against preserved, per draw (the
+    joint model's end of follow-up).
+    """
     prevalence = np.clip(population.get("sural_reduced_prevalence", 0.5), 1e-12, 1 - 1e-12)
     log_odds = np.log(prevalence) - np.log1p(-prevalence)
+    if evidence is not None:
+        log_odds = log_odds + evidence
     if len(observed):
         ones = np.ones(population.n_samples)
         reduced = log_likelihood(
@@ -320,7 +327,32 @@ def unknown_status_draws(
     return (rng.random(population.n_samples) < expit(log_odds)).astype(float)
 
 
-def new_patient_effects(
+@dataclass
+class NewPatientDraws:
+    """A new patient's draws by sampling-importance-resampling (``(sample,)`` each).
+
+    Attributes
+    ----------
+    level, rate, reduced : numpy.ndarray
+        Level at onset, untreated rate (sural-preserved units) and early-sural status.
+    ess : float
+        Mean effective number of candidates per draw (out of the candidates drawn): low
+        values mean the visits say much more than the population model, and the
+        predictions rest on few candidates.
+    context : dict of numpy.ndarray
+        What else was drawn for the kept candidate: ``covariates`` (sample, covariate)
+        when the model has covariates, and whatever a further likelihood (``extra`` of
+        :func:`resample_new_patient`) stored on the candidates.
+    """
+
+    level: np.ndarray
+    rate: np.ndarray
+    reduced: np.ndarray
+    ess: float
+    context: dict[str, np.ndarray]
+
+
+def resample_new_patient(
     population: Population,
     patient: NewPatient,
     years: np.ndarray,
@@ -328,19 +360,36 @@ def new_patient_effects(
     observed: np.ndarray,
     rng: np.random.Generator,
     particles: int = PARTICLES,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Level, rate and status draws of a new patient given their scores so far.
+    extra: Any = None,
+) -> NewPatientDraws:
+    """A new patient's draws given their scores so far (and any further data).
 
-    Sampling-importance-resampling per posterior draw (module docstring).
+    Sampling-importance-resampling per posterior draw (module docstring): candidates are
+    weighted by prior x likelihood / proposal and one is kept per draw.
+
+    Parameters
+    ----------
+    population : Population
+        Population draws.
+    patient : NewPatient
+        The patient in the fit's units.
+    years, exposure, observed : numpy.ndarray, Exposure, numpy.ndarray
+        The patient's scored visits (years since onset), their treatment exposure then,
+        and the scores.
+    rng : numpy.random.Generator
+        Random numbers.
+    particles : int
+        Candidates per posterior draw.
+    extra : callable, optional
+        A further likelihood of the patient's data: ``extra(candidates)`` is called once
+        per set of :class:`_Candidates` and returns a function of ``(level, rate)``
+        (sample, candidate) giving the log-likelihood of each candidate; it may store
+        draws of its own, ``(sample, candidate, ...)``, in ``candidates.context`` (they
+        are resampled with the candidates). The joint model's end of follow-up.
 
     Returns
     -------
-    level, rate, reduced : numpy.ndarray
-        (sample,) each.
-    ess : float
-        Mean effective number of particles per draw (out of ``particles``): low values
-        mean the scores say much more than the population model, and the predictions rest
-        on few candidates.
+    NewPatientDraws
     """
     n = population.n_samples
     guess = None
@@ -348,17 +397,17 @@ def new_patient_effects(
         # adapt the proposal on a subset of the draws, with few candidates each: only the
         # pooled mean and covariance of (level, rate) are taken from these rounds
         some = rng.choice(n, size=min(n, ADAPTATION_DRAWS), replace=False)
-        small = _Candidates(population.subset(some), patient, ADAPTATION_PARTICLES, rng)
+        small = _Candidates(population.subset(some), patient, ADAPTATION_PARTICLES, rng, extra)
         level, rate = small.from_prior()
         logw = small.log_lik(level, rate, years, exposure, observed)
         for _ in range(ADAPTATION_ROUNDS):
             guess = _pooled_normal(level, rate, logw)
             level, rate, logw = small.from_proposal(guess, years, exposure, observed)
         guess = _pooled_normal(level, rate, logw)
-    every = _Candidates(population, patient, particles, rng)
+    every = _Candidates(population, patient, particles, rng, extra)
     if guess is None:
         level, rate = every.from_prior()
-        logw = np.zeros(level.shape)
+        logw = every.log_lik(level, rate, years, exposure, observed)
     else:
         level, rate, logw = every.from_proposal(guess, years, exposure, observed)
     weights = np.exp(logw - logsumexp(logw, axis=1, keepdims=True))
@@ -366,7 +415,10 @@ def new_patient_effects(
     cumulative = np.cumsum(weights, axis=1)
     pick = (cumulative < rng.random((n, 1))).sum(axis=1).clip(max=particles - 1)
     rows = np.arange(n)
-    return level[rows, pick], rate[rows, pick], every.reduced[rows, pick], ess
+    context = {k: v[rows, pick] for k, v in every.context.items()}
+    return NewPatientDraws(
+        level[rows, pick], rate[rows, pick], every.reduced[rows, pick], ess, context
+    )
 
 
 #: Rounds of adapting the importance proposal to a new patient's visits.
@@ -399,15 +451,20 @@ class _Candidates:
     model (:meth:`from_prior`) or from a proposal (:meth:`from_proposal`).
     """
 
-    def __init__(self, population: Population, patient: NewPatient, particles: int, rng):
+    def __init__(
+        self, population: Population, patient: NewPatient, particles: int, rng, extra=None
+    ):
         p = self.population = population
         self.rng = rng
+        self.patient = patient
         shape = self.shape = (p.n_samples, particles)
+        #: draws of the patient's context kept with each candidate, (sample, candidate, ...)
+        self.context: dict[str, np.ndarray] = {}
         site_level = new_site_offsets(p.params, "site_level", patient.site, shape, rng)
         site_slope = new_site_offsets(p.params, "site_slope", patient.site, shape, rng)
         level_mean = p.get("level_intercept")[:, None] + site_level
         if "beta_covariate" in p.params and len(patient.covariates):
-            x = new_covariates(patient, shape, rng)
+            x = self.context["covariates"] = new_covariates(patient, shape, rng)
             level_mean = level_mean + np.einsum("spc,sc->sp", x, p.params["beta_covariate"])
         self.level_mean = level_mean
         self.rate_mean = p.get("slope")[:, None] + site_slope
@@ -415,6 +472,7 @@ class _Candidates:
         self.sd_level, self.sd_rate = sd[:, None, 0], sd[:, None, 1]
         self.corr = p.get("patient_corr")[:, None]
         self.reduced = new_sural_status(patient, p.params, shape, rng)
+        self.extra = None if extra is None else extra(self)
 
     def from_prior(self) -> tuple[np.ndarray, np.ndarray]:
         """Level and rate drawn from the population model."""
@@ -432,9 +490,15 @@ class _Candidates:
         )
 
     def log_lik(self, level, rate, years, exposure, observed) -> np.ndarray:
-        """Log-likelihood of the patient's scores for each candidate."""
+        """Log-likelihood of the patient's scores (and the further data) for each candidate."""
         p = self.population
-        return log_likelihood(p, latent(p, level, rate, self.reduced, years, exposure), observed)
+        out = np.zeros(self.shape)
+        if len(observed):
+            eta = latent(p, level, rate, self.reduced, years, exposure)
+            out = out + log_likelihood(p, eta, observed)
+        if self.extra is not None:
+            out = out + self.extra(level, rate)
+        return out
 
     def from_proposal(self, guess, years, exposure, observed):
         """Candidates from the normal ``guess`` mixed with the population model, weighted.
@@ -517,13 +581,17 @@ THRESHOLDS: dict[str, float] = {
 
 @dataclass
 class PatientDraws:
-    """One patient's draws under the fit: level, rate and status (``(sample,)`` each)."""
+    """One patient's draws under the fit: level, rate and status (``(sample,)`` each).
+
+    ``context``: a new patient's further draws (:attr:`NewPatientDraws.context`).
+    """
 
     level: np.ndarray
     rate: np.ndarray
     reduced: np.ndarray
     fitted: bool
     ess: float
+    context: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Predictor:
@@ -557,8 +625,11 @@ class Predictor:
         self.rng = np.random.default_rng(seed)
         fitted_ids = [str(p) for p in posterior["patient"].values]
         self._fitted = {pid: i for i, pid in enumerate(fitted_ids)}
-        c = self.constant
-        self._sites = [str(x) for x in c["site"].values] if "site" in c.coords else []
+        # the fit's sites, in the order of its site offsets (the posterior's coordinate:
+        # the constant data has none, its site_of_patient indexes this one)
+        self._sites = (
+            [str(x) for x in posterior["site"].values] if "site" in posterior.coords else []
+        )
         self._level, self._rate = fitted_patient_effects(
             posterior, self.constant, self.population, self.binary
         )
@@ -600,7 +671,14 @@ class Predictor:
             status = self._status[patient_id]
             if status is None:
                 reduced = unknown_status_draws(
-                    self.population, level, rate, years, exposure, observed, self.rng
+                    self.population,
+                    level,
+                    rate,
+                    years,
+                    exposure,
+                    observed,
+                    self.rng,
+                    self.status_evidence(patient_id, level, rate),
                 )
             else:
                 reduced = np.full(self.population.n_samples, status)
@@ -614,12 +692,44 @@ class Predictor:
                 self.binary,
                 self._sites,
             )
-            level, rate, reduced, ess = new_patient_effects(
-                self.population, patient, years, exposure, observed, self.rng
+            new = resample_new_patient(
+                self.population,
+                patient,
+                years,
+                exposure,
+                observed,
+                self.rng,
+                extra=self.new_patient_likelihood(patient_id),
             )
-            out = PatientDraws(level, rate, reduced, False, ess)
+            out = PatientDraws(new.level, new.rate, new.reduced, False, new.ess, new.context)
         self._cache[patient_id] = out
         return out
+
+    def site_index(self, patient_id: str) -> int | None:
+        """The patient's site among the fit's sites (``None``: a site the fit has not seen).
+
+        A fitted patient's is their fitted site; a new patient at one of the fit's
+        hospitals gets that hospital's site effects.
+        """
+        if patient_id in self._fitted:
+            return int(self.constant["site_of_patient"].values[self._fitted[patient_id]])
+        site = str(self.cohort.patients.loc[patient_id, "site"])
+        return self._sites.index(site) if site in self._sites else None
+
+    # ------------------------------------------------------------------ hooks of other models
+    def status_evidence(
+        self, patient_id: str, level: np.ndarray, rate: np.ndarray
+    ) -> np.ndarray | None:
+        """Log-likelihood ratio, reduced against preserved, of a fitted patient's other data.
+
+        ``None`` here: the progression model has only the scores. A model with more of the
+        patient's data (the joint model's end of follow-up) returns it per draw.
+        """
+        return None
+
+    def new_patient_likelihood(self, patient_id: str) -> Any:
+        """The ``extra`` likelihood of :func:`resample_new_patient` (``None``: scores only)."""
+        return None
 
     def _check_same_patient(self, patient_id: str, index: int, visits: pd.DataFrame) -> None:
         """Refuse a cohort's patient who has a fitted patient's id but not their data.
@@ -631,8 +741,8 @@ class Predictor:
 
         c = self.constant
         problems = []
-        if "site" in c.coords:
-            fitted_site = str(c["site"].values[int(c["site_of_patient"].values[index])])
+        if self._sites:
+            fitted_site = self._sites[int(c["site_of_patient"].values[index])]
             site = str(self.cohort.patients.loc[patient_id, "site"])
             if site != fitted_site:
                 problems.append(f"site {site}, fitted at {fitted_site}")
@@ -673,21 +783,40 @@ class Predictor:
         observed visits up to now and, after now, scores drawn from the model at the
         prediction times: each draw starts rituximab when its own scores rise.
         """
+        histories, start = self.histories_under(patient_id, strategy, years)
+        return self.latent_at(patient_id, histories, years), start
+
+    def histories_under(
+        self, patient_id: str, strategy: Any, years: np.ndarray
+    ) -> tuple[list[tuple[np.ndarray, pd.DataFrame]], np.ndarray]:
+        """The treatment histories a strategy gives the patient's draws, and its start.
+
+        Returns
+        -------
+        histories : list of (numpy.ndarray of bool, pandas.DataFrame)
+            Which draws (``(sample,)``) follow which courses: one history for every draw,
+            except for a strategy on a rise (``on_rise``: one per start time, and one
+            without rituximab for the draws whose scores do not rise by the last time).
+        start : numpy.ndarray
+            ``(sample,)``: each draw's rituximab start (years since onset; NaN: none).
+        """
         from magbayes.predict.strategies import Strategy, apply_strategy, first_rise_years
 
-        draws = self.draws(patient_id)
         courses = self.courses(patient_id)
         visits = self.cohort.visits[self.cohort.visits["patient_id"] == patient_id]
         now = self.now(patient_id)
         p = self.population
+        every = np.ones(p.n_samples, bool)
+
+        def applied(chosen: Strategy) -> pd.DataFrame:
+            return apply_strategy(chosen, courses, visits, now=now, patient_id=patient_id)
+
         if strategy.kind != "on_rise":
-            changed = apply_strategy(strategy, courses, visits, now=now, patient_id=patient_id)
-            exposure = Exposure.of(changed, years, p.treatments)
-            eta = latent(p, draws.level, draws.rate, draws.reduced, years, exposure)
-            start = first_rituximab(changed)
-            return eta, np.full(p.n_samples, start)
+            changed = applied(strategy)
+            return [(every, changed)], np.full(p.n_samples, first_rituximab(changed))
+        draws = self.draws(patient_id)
         never = Strategy("never", "never")
-        untreated = apply_strategy(never, courses, visits, now=now, patient_id=patient_id)
+        untreated = applied(never)
         seen = visits.sort_values("years_since_onset")
         seen = seen[seen["years_since_onset"] <= now]
         future = years[years > now]
@@ -701,24 +830,36 @@ class Predictor:
             [np.broadcast_to(seen_incat, (p.n_samples, len(seen_years))), simulated], axis=1
         )
         start = first_rise_years(all_years, incat, int(strategy.incat_rise))
-        eta = np.empty((p.n_samples, len(years)))
+        histories = []
         for when in np.unique(start[np.isfinite(start)]):
-            chosen = start == when
             at = Strategy("on rise", "at_year", years_since_onset=float(when))
-            self._fill(eta, chosen, at, courses, visits, now, years, patient_id)
+            histories.append((start == when, applied(at)))
         chosen = ~np.isfinite(start)
         if chosen.any():
-            self._fill(eta, chosen, never, courses, visits, now, years, patient_id)
-        return eta, start
+            histories.append((chosen, untreated))
+        return histories, start
 
-    def _fill(self, eta, chosen, strategy, courses, visits, now, years, patient_id) -> None:
-        from magbayes.predict.strategies import apply_strategy
-
+    def latent_at(
+        self,
+        patient_id: str,
+        histories: list[tuple[np.ndarray, pd.DataFrame]],
+        years: np.ndarray,
+    ) -> np.ndarray:
+        """Latent draws ``(sample, time)`` at ``years``, each draw under its history."""
         p, draws = self.population, self.draws(patient_id)
-        changed = apply_strategy(strategy, courses, visits, now=now, patient_id=patient_id)
-        exposure = Exposure.of(changed, years, p.treatments)
-        full = latent(p, draws.level, draws.rate, draws.reduced, years, exposure)
-        eta[chosen] = full[chosen]
+        eta = np.empty((p.n_samples, len(years)))
+        for chosen, courses in histories:
+            exposure = Exposure.of(courses, years, p.treatments)
+            rows = np.nonzero(chosen)[0]
+            eta[rows] = latent(
+                p.subset(rows) if len(rows) < p.n_samples else p,
+                draws.level[rows],
+                draws.rate[rows],
+                draws.reduced[rows],
+                years,
+                exposure,
+            )
+        return eta
 
     def _draw_scores(self, eta: np.ndarray) -> np.ndarray:
         """Scores drawn at each draw's latent values (INCAT points, for ``on_rise``)."""
@@ -738,6 +879,7 @@ def predict(
     threshold: float | None = None,
     patients: list[str] | None = None,
     seed: int = 0,
+    predictor: Predictor | None = None,
 ) -> xr.Dataset:
     """Predictions of a progression fit for a cohort's patients under treatment strategies.
 
@@ -758,6 +900,10 @@ def predict(
         Which patients (default every patient of ``cohort``).
     seed : int
         Random seed.
+    predictor : Predictor, optional
+        The predictor to use (default a :class:`Predictor` of ``result`` and ``cohort``
+        with ``seed``): another model built on this trajectory passes its own (the joint
+        model's, :mod:`magbayes.models.joint.predictions`).
 
     Returns
     -------
@@ -773,7 +919,8 @@ def predict(
     """
     import arviz as az
 
-    predictor = Predictor(result, cohort, seed=seed)
+    if predictor is None:
+        predictor = Predictor(result, cohort, seed=seed)
     score = predictor.score
     threshold = float(THRESHOLDS.get(score, 4) if threshold is None else threshold)
     ids = list(patients) if patients is not None else [str(p) for p in cohort.patient_ids]

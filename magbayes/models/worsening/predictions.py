@@ -104,16 +104,15 @@ class Baseline:
         return np.where(t > 0, np.exp(shape * (np.log(positive) - log_scale)), 0.0)
 
     def log_hazard_at(self, t: np.ndarray) -> np.ndarray:
-        r""":math:`\log h_0(t)` per draw at times ``t`` of shape ``(sample,)``."""
+        r""":math:`\log h_0(t)` per draw at times ``t`` of shape ``(sample, ...)``, years."""
         t = np.asarray(t, float)
         if self.grid is not None:
             piece = np.clip(np.searchsorted(self.grid, t, side="right") - 1, 0, None)
-            return self.log_hazard[np.arange(len(t)), piece]
-        return (
-            np.log(self.shape)
-            - self.shape * self.log_scale
-            + (self.shape - 1.0) * np.log(np.maximum(t, 1e-12))
-        )
+            rows = np.arange(len(self.log_hazard)).reshape(-1, *([1] * (t.ndim - 1)))
+            return self.log_hazard[rows, piece]
+        shape = self.shape.reshape(-1, *([1] * (t.ndim - 1)))
+        log_scale = self.log_scale.reshape(-1, *([1] * (t.ndim - 1)))
+        return np.log(shape) - shape * log_scale + (shape - 1.0) * np.log(np.maximum(t, 1e-12))
 
 
 def treatment_stretches(
