@@ -42,6 +42,18 @@ MODELS = ("progression", "worsening", "response", "joint")
 #: Cohort options per model: the joint model needs each patient's end of follow-up.
 SIMULATION = {"joint": {"end_of_follow_up": True}}
 
+#: The columns in seconds, in the order printed.
+SECONDS = (
+    "wall_s",
+    "build_s",
+    "compile_s",
+    "sampling_s",
+    "loglik_s",
+    "ppc_s",
+    "prior_s",
+    "timing_s",
+)
+
 
 def child(model: str, seed: int) -> dict:
     """One fit of a model's default spec in this process; its parts' times."""
@@ -112,14 +124,7 @@ def main() -> None:
         [
             "model",
             "fit",
-            "wall_s",
-            "build_s",
-            "compile_s",
-            "sampling_s",
-            "loglik_s",
-            "ppc_s",
-            "prior_s",
-            "timing_s",
+            *SECONDS,
             "fits",
             "compiled_from",
             "divergences",
@@ -127,20 +132,7 @@ def main() -> None:
             "passed",
             "peak_rss_mib",
         ],
-        {
-            key: "{:.1f}"
-            for key in (
-                "wall_s",
-                "build_s",
-                "compile_s",
-                "sampling_s",
-                "loglik_s",
-                "ppc_s",
-                "prior_s",
-                "timing_s",
-            )
-        }
-        | {"ess_bulk_min": "{:.0f}", "peak_rss_mib": "{:.0f}"},
+        {key: "{:.1f}" for key in SECONDS} | {"ess_bulk_min": "{:.0f}", "peak_rss_mib": "{:.0f}"},
     )
 
 
