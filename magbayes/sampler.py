@@ -57,11 +57,27 @@ def nutpie_options(settings: Mapping[str, Any]) -> dict[str, Any]:
     draw but move further along posterior ridges that a diagonal mass matrix does not
     straighten (treatment effects and the population slope), so the draws are less
     autocorrelated.
+
+    ``mass_matrix``: how nutpie adapts its mass matrix during tuning (its ``adaptation``):
+    ``"diag"``, one scale per parameter, or ``"low_rank"``, the diagonal plus the few
+    directions in which the draws' gradients and positions are most correlated, which follows
+    a hierarchical spread together with the effects it scales (a patient sd with the patient
+    effects) where a diagonal one cannot; nutpie calls it experimental.
     """
     extra = int(settings.get("extra_doublings", 0))
     if extra < 0:
         raise SpecError("[sampler] extra_doublings must be 0 or more")
-    return {"extra_doublings": extra}
+    mass_matrix = str(settings.get("mass_matrix", "diag"))
+    if mass_matrix not in MASS_MATRICES:
+        raise SpecError(
+            f"[sampler] mass_matrix must be one of {', '.join(map(repr, MASS_MATRICES))}, "
+            f"not {mass_matrix!r}"
+        )
+    return {"extra_doublings": extra, "adaptation": mass_matrix}
+
+
+#: The ``[sampler] mass_matrix`` values (nutpie's ``adaptation``).
+MASS_MATRICES = ("diag", "low_rank")
 
 
 def sample_options(settings: Mapping[str, Any], sampler: str = "nutpie") -> dict[str, Any]:
@@ -74,7 +90,7 @@ def sample_options(settings: Mapping[str, Any], sampler: str = "nutpie") -> dict
     ----------
     settings : mapping
         The spec's ``[sampler]`` table (``draws``, ``tune``, ``chains``, ``cores``,
-        ``seed``, ``target_accept``, ``extra_doublings``).
+        ``seed``, ``target_accept``, ``extra_doublings``, ``mass_matrix``).
     sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
         NUTS implementation (PyMC's ``nuts_sampler``).
 

@@ -19,11 +19,19 @@ def test_negative_settings_are_refused():
         parallel_chains({"cores": -1}, 4)
     with pytest.raises(SpecError, match="extra_doublings"):
         nutpie_options({"extra_doublings": -1})
+    with pytest.raises(SpecError, match="mass_matrix must be one of 'diag', 'low_rank'"):
+        nutpie_options({"mass_matrix": "dense"})
+    with pytest.raises(SpecError, match="mass_matrix"):
+        resolve_spec("progression", {"sampler": {"mass_matrix": "dense"}})
 
 
 def test_specs_carry_their_nutpie_options():
-    assert nutpie_options(resolve_spec("progression").section("sampler")) == {"extra_doublings": 1}
-    assert nutpie_options(resolve_spec("worsening").section("sampler")) == {"extra_doublings": 0}
+    progression = nutpie_options(resolve_spec("progression").section("sampler"))
+    assert progression == {"extra_doublings": 1, "adaptation": "diag"}
+    worsening = nutpie_options(resolve_spec("worsening").section("sampler"))
+    assert worsening == {"extra_doublings": 0, "adaptation": "diag"}
+    low_rank = resolve_spec("response", {"sampler": {"mass_matrix": "low_rank"}})
+    assert nutpie_options(low_rank.section("sampler"))["adaptation"] == "low_rank"
 
 
 def test_sample_options_carry_the_spec_to_pymc_sample():
@@ -34,7 +42,7 @@ def test_sample_options_carry_the_spec_to_pymc_sample():
     assert options["draws"] == 123 and options["tune"] == 45 and options["chains"] == 3
     assert options["random_seed"] == 9 and options["target_accept"] == 0.8
     assert options["cores"] == parallel_chains(settings, 3)
-    assert options["nuts"] == {"extra_doublings": 1}
+    assert options["nuts"] == {"extra_doublings": 1, "adaptation": "diag"}
     # nutpie's own options are not given to another sampler
     assert "nuts" not in sample_options(settings, "pymc")
     assert sample_options(settings, "pymc")["nuts_sampler"] == "pymc"

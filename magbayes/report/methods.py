@@ -206,8 +206,14 @@ def sign_convention(result: FitResult) -> str:
 
 
 def _doublings(result: FitResult) -> str:
-    """The extra trajectory doublings of nutpie, when the fit used any."""
-    extra = int(result.spec.section("sampler")["extra_doublings"])
-    if result.sampler != "nutpie" or extra <= 0:
+    """nutpie's options that differ from its defaults: extra doublings, a low-rank mass matrix."""
+    settings = result.spec.section("sampler")
+    if result.sampler != "nutpie":
         return ""
-    return f", {extra} extra trajectory doubling{'s' if extra > 1 else ''} after each U-turn"
+    extra = int(settings["extra_doublings"])
+    words = ""
+    if extra > 0:
+        words += f", {extra} extra trajectory doubling{'s' if extra > 1 else ''} after each U-turn"
+    if settings.get("mass_matrix", "diag") == "low_rank":
+        words += ", a mass matrix adapted as a diagonal plus low-rank correction"
+    return words
