@@ -206,7 +206,7 @@ def sign_convention(result: FitResult) -> str:
 
 
 def _doublings(result: FitResult) -> str:
-    """nutpie's options that differ from its defaults: extra doublings, a low-rank mass matrix."""
+    """The nutpie options that differ from its defaults: extra doublings, a low-rank mass matrix."""
     settings = result.spec.section("sampler")
     if result.sampler != "nutpie":
         return ""
