@@ -4,9 +4,9 @@ For each shipped model (``--models``; default progression, worsening, response a
 two fits in fresh Python processes on the same simulated 47-patient cohort (joint: with
 the end of follow-up), both with the spec's sampler settings:
 
-1. **cold**: PyTensor's compile directory is a fresh temporary folder, so numba, PyTensor's C
-   back end and magbayes' compile cache start empty (the user's own compile directory is
-   untouched);
+1. **cold**: PyTensor's compile directory and numba's cache directory (``NUMBA_CACHE_DIR``)
+   are a fresh temporary folder, so numba, PyTensor's C back end and magbayes' compile cache
+   start empty (the user's own directories are untouched);
 2. **warm**: the same compile directory, a second process, another seed: what every later fit
    with that spec costs.
 
@@ -105,11 +105,14 @@ def main() -> None:
     print(f"machine: {machine()}")
     rows = []
     flags = os.environ.get("PYTENSOR_FLAGS", "")
+    numba_cache = os.environ.get("NUMBA_CACHE_DIR")
     for model in args.models:
         with tempfile.TemporaryDirectory(prefix=f"magbayes-cold-{model}-") as folder:
             os.environ["PYTENSOR_FLAGS"] = ",".join(
                 part for part in (flags, f"base_compiledir={folder}") if part
             )
+            # numba's own cached functions (its library's, the installed packages') too
+            os.environ["NUMBA_CACHE_DIR"] = str(Path(folder) / "numba-cache")
             for fit, seed in (("cold", args.seed), ("warm", args.seed + 1)):
                 row = run_child(__file__, [f"--model={model}", f"--seed={seed}"])
                 row.update(model=model, fit=fit)
@@ -119,6 +122,10 @@ def main() -> None:
                 else:
                     print(f"{model} {fit}: {row['wall_s']:.1f} s", flush=True)
     os.environ["PYTENSOR_FLAGS"] = flags
+    if numba_cache is None:
+        os.environ.pop("NUMBA_CACHE_DIR", None)
+    else:
+        os.environ["NUMBA_CACHE_DIR"] = numba_cache
     print_table(
         [r for r in rows if "error" not in r],
         [
