@@ -42,7 +42,12 @@ def test_event_free_is_one_at_the_time_of_prediction_and_never_rises(joint_fit, 
     follow = joint_cohort.follow_up
     died = follow.index[follow["end_reason"].astype(str) == "death"][:2].tolist()
     alive = follow.index[follow["end_reason"].astype(str) != "death"][:2].tolist()
+    # a new patient seen alive 2 years after their last visit, at the study's end
     cohort = _copy_as_new(joint_cohort, alive[0], "NEW")
+    patients_table = cohort.patients.copy()
+    patients_table.loc["NEW", "end_years"] = follow.loc[alive[0], "last_visit_years"] + 2.0
+    patients_table.loc["NEW", "end_reason"] = "study_end"
+    cohort = Cohort.from_frames(patients_table.reset_index(), cohort.visits, cohort.treatments)
     patients = [*died, *alive, "NEW"]
     times = np.arange(0.0, 20.5, 0.5)
     ds = mb.predict(
@@ -50,11 +55,13 @@ def test_event_free_is_one_at_the_time_of_prediction_and_never_rises(joint_fit, 
     )["predictions"]
     free = ds["event_free"]
     assert ds.attrs["model"] == "joint" and ds.attrs["event"] == "death"
-    last_visit = cohort.follow_up["last_visit_years"]
+    # known event-free until the last visit, or until a later end of follow-up without death
+    known_until = cohort.follow_up["last_visit_years"].copy()
+    known_until["NEW"] += 2.0
     for pid in patients:
         sub = ds.sel(patient=pid)
         t0 = float(sub["event_free_from"])
-        assert t0 == pytest.approx(last_visit[pid])
+        assert t0 == pytest.approx(known_until[pid]), pid
         np.testing.assert_array_equal(sub["event_free"].sel(time=times[times <= t0]), 1.0)
         assert np.all(np.diff(sub["event_free"].values, axis=-1) <= 1e-12)
         assert np.all(sub["event_free_hdi_low"] <= sub["event_free"] + 1e-12)

@@ -12,7 +12,8 @@ The event (death, or death or loss to follow-up) has the joint model's hazard
 
 so the event depends on the trajectory that each strategy gives (current-value
 association). The prediction is the probability of being event-free at :math:`t` given
-event-free at the time of prediction :math:`t_0` (the patient's last visit),
+event-free at the time of prediction :math:`t_0` (the patient's last visit, or their end of
+follow-up when it came later without the event),
 
 .. math::
 
@@ -31,7 +32,7 @@ Where each patient's draws come from:
 - a **new patient**: sampling-importance-resampling over the posterior draws
   (:func:`~magbayes.models.progression.predictions.resample_new_patient`), weighted by the
   likelihood of their scores and of their being event-free from their first visit with
-  the score to their last visit (their hospital's frailty, or an unseen hospital's drawn
+  the score to :math:`t_0` (their hospital's frailty, or an unseen hospital's drawn
   from the frailties' spread).
 """
 
@@ -45,6 +46,7 @@ import xarray as xr
 
 from magbayes.models.joint.cohort_model import hazard_grid
 from magbayes.models.joint.events import (
+    CENSORED,
     EVENT,
     EVENT_IN_INTERVAL,
     EVENT_REASONS,
@@ -67,7 +69,7 @@ class JointPredictor(progression.Predictor):
     cohort : Cohort
         The patients to predict for: patients of the fit (by id) use their own posterior,
         the others are new patients conditioned on their visits and on being event-free
-        up to their last visit.
+        up to their last visit, or up to a later end of follow-up without the event.
     seed : int
         Random seed.
     """
@@ -78,6 +80,7 @@ class JointPredictor(progression.Predictor):
         self.kind = str(event["kind"])
         self.n_nodes = int(event["quadrature_nodes"])
         self.grid = hazard_grid(self.spec)
+        self._follow_up: pd.DataFrame | None = None  # the cohort's, read when first needed
         posterior = result.posterior["posterior"].to_dataset()
         c = self.constant
         names = [str(x) for x in c["covariate"].values] if "covariate" in c.coords else []
@@ -290,8 +293,8 @@ class JointPredictor(progression.Predictor):
         return float(entry_years(self.cohort, [patient_id], self.score)[0])
 
     def new_patient_likelihood(self, patient_id: str) -> Any:
-        """Being event-free from the first visit with the score to the last visit."""
-        entry, stop = self.at_risk_from(patient_id), self.now(patient_id)
+        """Being event-free from the first visit with the score to :meth:`event_free_until`."""
+        entry, stop = self.at_risk_from(patient_id), self.event_free_until(patient_id)
         courses = self.courses(patient_id)
 
         def for_candidates(candidates: Any):
@@ -324,7 +327,7 @@ class JointPredictor(progression.Predictor):
         """``S(t | t0)`` per draw ``(sample, time)`` under a strategy (1 at and before t0)."""
         years = np.asarray(years, float)
         p, draws = self.population, self.draws(patient_id)
-        t0 = self.now(patient_id)
+        t0 = self.event_free_until(patient_id)
         out = np.ones((p.n_samples, len(years)))
         later = years > t0
         if not later.any():
@@ -343,15 +346,41 @@ class JointPredictor(progression.Predictor):
             out[np.ix_(rows, np.nonzero(later)[0])] = np.exp(-cumulative[:, at])
         return out
 
+    def event_free_until(self, patient_id: str) -> float:
+        """Until when the patient is known to be event-free (years since onset): ``t0``.
+
+        Their last visit, or their end of follow-up when it came later without the event
+        (alive at the study's end, or lost to follow-up when the event is death): the fit's
+        end of the time at risk for a patient of the fit, the cohort's ``end_years`` for a
+        new one.
+        """
+        last_visit = self.now(patient_id)
+        if self.is_fitted(patient_id):
+            outcome = self.fitted_outcome(patient_id)
+            if outcome["outcome"] == CENSORED:
+                return max(last_visit, outcome["end"])
+            return last_visit
+        row = self._recorded_end(patient_id)
+        if row is None or str(row["end_reason"]) in EVENT_REASONS[self.kind]:
+            return last_visit
+        end = float(row["end_years"])
+        return last_visit if np.isnan(end) else max(last_visit, end)
+
+    def _recorded_end(self, patient_id: str) -> pd.Series | None:
+        """The cohort's end of follow-up of a patient (``Cohort.follow_up``), if it has one."""
+        if "end_years" not in self.cohort.patients.columns:
+            return None
+        if self._follow_up is None:
+            self._follow_up = self.cohort.follow_up
+        return self._follow_up.loc[patient_id]
+
     def event_seen_at(self, patient_id: str) -> float:
         """When the cohort records the patient's event (years since onset; NaN: none).
 
         For an event known only to lie between two contacts, the later one.
         """
-        if "end_years" not in self.cohort.patients.columns:
-            return float("nan")
-        row = self.cohort.follow_up.loc[patient_id]
-        if str(row["end_reason"]) in EVENT_REASONS[self.kind]:
+        row = self._recorded_end(patient_id)
+        if row is not None and str(row["end_reason"]) in EVENT_REASONS[self.kind]:
             return float(row["end_years"])
         return float("nan")
 
@@ -427,7 +456,10 @@ def predict(
     out["event_free"] = (dims3, np.asarray(mean))
     out["event_free_hdi_low"] = (dims3, np.asarray(low))
     out["event_free_hdi_high"] = (dims3, np.asarray(high))
-    out["event_free_from"] = (("patient",), np.array([predictor.now(p) for p in ids]))
+    out["event_free_from"] = (
+        ("patient",),
+        np.array([predictor.event_free_until(p) for p in ids]),
+    )
     out["event_seen_at"] = (("patient",), np.array([predictor.event_seen_at(p) for p in ids]))
     event = predictor.kind.replace("_", " ")
     out.attrs.update(
@@ -435,7 +467,7 @@ def predict(
             "model": "joint",
             "event": event,
             "event_free": f"probability of no {event} by the time, given none by "
-            "event_free_from (the last visit)",
+            "event_free_from (the last visit, or a later end of follow-up without it)",
         }
     )
     return out
