@@ -229,7 +229,7 @@ def test_starting_values_are_read_off_the_scores():
     free = {rv.name: model.initial_point()[model.rvs_to_values[rv].name] for rv in model.free_RVs}
     assert set(start) == {
         "patient_level_partly_centred",
-        "patient_rate_partly_centred",
+        "patient_rate_over_visits_z",
         "patient_sd",
         "level_intercept",
     }
@@ -318,13 +318,12 @@ def test_rate_over_visits_is_the_same_model_in_other_coordinates(small_sim, opti
 )
 def test_partly_centred_patients_are_the_same_model_in_other_coordinates(small_sim, options):
     """The default patients ("auto": "partial") are the "over_visits" model sampled in
-    partly centred coordinates: at the same levels and rates, the joint density differs by
-    the log Jacobian of each patient's coordinate, and the deterministics are equal."""
+    other coordinates, the levels partly centred and the rates non-centred: at the same
+    levels and rates, the joint density differs by the log Jacobian of each patient's
+    coordinates, and the deterministics are equal."""
     spec = resolve_spec("progression", {**options, "patients": {"parametrisation": "auto"}})
     _, _, partial = prepare(small_sim.cohort, spec)
-    assert {"patient_level_partly_centred", "patient_rate_partly_centred"} <= set(
-        partial.named_vars
-    )
+    assert {"patient_level_partly_centred", "patient_rate_over_visits_z"} <= set(partial.named_vars)
     spec = resolve_spec("progression", {**options, "patients": {"parametrisation": "over_visits"}})
     _, _, over_visits = prepare(small_sim.cohort, spec)
 
@@ -336,10 +335,10 @@ def test_partly_centred_patients_are_the_same_model_in_other_coordinates(small_s
         for k, v in point.items()
         if k != "patient_rate_over_visits"
     }
-    other["patient_rate_partly_centred"] = np.zeros(len(target["patient_rate"]))
+    other["patient_rate_over_visits_z"] = np.zeros(len(target["patient_rate"]))
     # the level depends on the rate, not the other way round: rates first
     other, log_rate = _solve_for(
-        partial, other, "patient_rate_partly_centred", "patient_rate", target["patient_rate"]
+        partial, other, "patient_rate_over_visits_z", "patient_rate", target["patient_rate"]
     )
     other, log_level = _solve_for(
         partial, other, "patient_level_partly_centred", "patient_level", target["patient_level"]
@@ -347,10 +346,14 @@ def test_partly_centred_patients_are_the_same_model_in_other_coordinates(small_s
     got = _values(partial, wanted, other)
     np.testing.assert_allclose(got["patient_rate"], target["patient_rate"], atol=1e-10)
     np.testing.assert_allclose(got["patient_level"], target["patient_level"], atol=1e-10)
-    # a weight between centred (slope 1) and non-centred (slope = the spread), strictly
-    # for patients whose visits span some time (one visit says nothing about a rate)
+    # the rates non-centred: each moves by the rates' spread per unit of its coordinate
     rate_spread = np.exp(point["patient_sd_log__"][1])
-    between = (np.exp(log_rate) - 1.0) * (np.exp(log_rate) - rate_spread)
+    np.testing.assert_allclose(np.exp(log_rate), rate_spread, rtol=1e-6)
+    # the levels partly centred: a slope between centred (1) and non-centred (their
+    # spread given the rate), strictly for patients with more than one visit
+    corr = _values(over_visits, ["patient_corr"], point)["patient_corr"]
+    level_spread = np.exp(point["patient_sd_log__"][0]) * np.sqrt(1.0 - corr**2)
+    between = (np.exp(log_level) - 1.0) * (np.exp(log_level) - level_spread)
     assert np.all(between <= 1e-12) and np.mean(between < 0) > 0.5
     np.testing.assert_allclose(
         partial.compile_logp()(other),
@@ -392,7 +395,7 @@ def test_marginal_likelihood_matches_explicit_mixture(small_sim):
         # same parameters: the rate and level are sampled over the visits, so move them to
         # give the same rate before treatment and level at onset as in the original model
         forced_point, _ = _solve_for(
-            m2, point, "patient_rate_partly_centred", "patient_rate", rate_before_treatment
+            m2, point, "patient_rate_over_visits_z", "patient_rate", rate_before_treatment
         )
         forced_point, _ = _solve_for(
             m2, forced_point, _level_name(m2), "patient_level", onset_level
