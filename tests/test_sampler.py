@@ -34,6 +34,21 @@ def test_specs_carry_their_nutpie_options():
     assert nutpie_options(low_rank.section("sampler"))["adaptation"] == "low_rank"
 
 
+def test_the_methods_text_names_a_low_rank_mass_matrix():
+    from types import SimpleNamespace
+
+    from magbayes.report.methods import _doublings
+
+    def fit(**sampler):
+        return SimpleNamespace(
+            sampler="nutpie", spec=resolve_spec("progression", {"sampler": sampler})
+        )
+
+    assert _doublings(fit()) == ", 1 extra trajectory doubling after each U-turn"
+    low_rank = _doublings(fit(mass_matrix="low_rank", extra_doublings=0))
+    assert low_rank == ", a mass matrix adapted as a diagonal plus low-rank correction"
+
+
 def test_sample_options_carry_the_spec_to_pymc_sample():
     settings = resolve_spec(
         "progression", {"sampler": {"draws": 123, "tune": 45, "chains": 3, "seed": 9}}

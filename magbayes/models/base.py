@@ -21,6 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from magbayes.labels import SHARED_PARAMETER_MEANINGS, Effect
+from magbayes.sampler import MASS_MATRICES
 from magbayes.spec_schema import (
     Rule,
     at_least_zero,
@@ -142,7 +143,7 @@ def spec_rules(
             "chains": positive_integer(),
             "target_accept": open_fraction(),
             "extra_doublings": whole_number(),
-            "mass_matrix": one_of("diag", "low_rank"),
+            "mass_matrix": one_of(*MASS_MATRICES),
             "cores": whole_number(),
             "seed": whole_number(),
             "hdi_prob": open_fraction(),
