@@ -111,6 +111,9 @@ def test_refit_spec_goes_non_centred_only_after_divergences_and_only_from_auto(r
     assert progression.refit_spec(spec, design, {"divergences": 0}) is None
     refit, why = progression.refit_spec(spec, design, {"divergences": 12})
     assert refit.section("patients")["parametrisation"] == "non_centred"
+    # the sites keep their (partly centred) coordinates: non-centred, two-site cohorts of
+    # 150 patients diverged more often in the sites' spreads
+    assert refit.section("sites") == spec.section("sites")
     assert refit.section("sampler")["target_accept"] == progression.REFIT_TARGET_ACCEPT
     assert "12 divergent" in why
     chosen = resolve_spec("progression", {"patients": {"parametrisation": "centred"}})
