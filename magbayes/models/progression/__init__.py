@@ -1222,10 +1222,10 @@ def refit_spec(spec: Spec, design: Design, diagnostics: dict[str, Any]) -> tuple
     visits tell, that form has a funnel and the fit diverges; the same model is then
     sampled once more with non-centred patients at a target acceptance of at least
     :data:`REFIT_TARGET_ACCEPT`. The sites keep their coordinates: partly centred
-    ("auto") already moves towards non-centred where the spread of sites is small, and on
-    two-site cohorts of 150 patients, whose divergences sit in the sites' spreads, fully
-    non-centred sites diverged in 4 of 5 refits against 1 of 6 partly centred
-    (docs/robustness.md). A parametrisation the user chose is never changed.
+    ("auto") already moves towards non-centred where the spread of sites is small. On a
+    two-site cohort of 150 patients, whose divergences sat in the sites' spreads, sampled
+    with different seeds, fully non-centred sites diverged in 4 of 5 runs against 1 of 6
+    partly centred (docs/robustness.md). A parametrisation the user chose is never changed.
 
     Parameters
     ----------
