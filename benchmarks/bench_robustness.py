@@ -6,7 +6,9 @@ unknown early-sural statuses, rituximab started on observed worsening, site effe
 none to large; 47 to 300 patients), all with no sural x rituximab interaction (the null),
 fits each with a model's shipped default spec (``--model``: progression, worsening or
 response) exactly as ``magbayes fit`` does (``mb.fit``, the automatic refits included) and
-prints one row per grid setting:
+prints one row per grid setting. The response model has a grid of its own
+(``RESPONSE_GRID``: rituximab's benefit, the patients' and sites' spreads, unknown ratings
+and statuses, cohort size), since the ratings do not depend on the disability settings.
 
 - ``fits``, ``passed``: fits and how many passed the convergence gate (R-hat <= 1.01, bulk
   ESS >= 400, no divergences); ``refits``: how many needed a refit (other coordinates, or
@@ -44,9 +46,16 @@ import xarray as xr
 from scipy.stats import binomtest
 
 import magbayes as mb
-from magbayes.simulate.stress import STRESS_GRID, StressSetting, simulate_stressed
+from magbayes.simulate.stress import (
+    RESPONSE_GRID,
+    STRESS_GRID,
+    StressSetting,
+    simulate_stressed,
+)
 
-GRID = STRESS_GRID
+#: Each model's grid: the disability settings for progression and worsening, the
+#: response's own settings for the ratings (they do not depend on the disability ones).
+GRIDS = {"progression": STRESS_GRID, "worsening": STRESS_GRID, "response": RESPONSE_GRID}
 
 COVERED = ("rtx_preserved", "rtx_reduced", "rtx_line2", "interaction", "slope")
 
@@ -176,7 +185,12 @@ def show(rows: pd.DataFrame) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="progression", choices=list(EFFECTS))
-    parser.add_argument("--settings", nargs="*", default=list(GRID), choices=list(GRID))
+    parser.add_argument(
+        "--settings",
+        nargs="*",
+        choices=sorted(set(STRESS_GRID) | set(RESPONSE_GRID)),
+        help="grid settings (default: every setting of the model's grid)",
+    )
     parser.add_argument("--seeds", type=int, default=4, help="cohorts per setting")
     parser.add_argument("--first-seed", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("robustness.csv"))
@@ -188,6 +202,11 @@ def main() -> None:
         "file's row of the same setting and seed)",
     )
     args = parser.parse_args()
+    grid = GRIDS[args.model]
+    settings = args.settings or list(grid)
+    unknown = [name for name in settings if name not in grid]
+    if unknown:
+        parser.error(f"not in the {args.model} grid: {', '.join(unknown)}")
     if args.summarise:
         frames = pd.concat(
             [_with_model(pd.read_csv(path)) for path in args.summarise], ignore_index=True
@@ -198,11 +217,11 @@ def main() -> None:
     done = _with_model(pd.read_csv(args.out)) if args.out.is_file() else pd.DataFrame()
     done = done[done.get("model", pd.Series(dtype=str)) == args.model]
     seen = set(zip(done.get("setting", []), done.get("seed", []), strict=True))
-    for name in args.settings:
+    for name in settings:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             if (name, seed) in seen:
                 continue
-            row = fit_one(name, GRID[name], seed, args.model)
+            row = fit_one(name, grid[name], seed, args.model)
             print(
                 f"{name:<16} seed {seed}: passed {row['passed']}, divergences "
                 f"{row['divergences_first']} -> {row['divergences']}, P {row['p_headline']:.3f}, "
@@ -212,7 +231,7 @@ def main() -> None:
             frame = pd.DataFrame([row])
             frame.to_csv(args.out, mode="a", header=not args.out.is_file(), index=False)
     rows = _with_model(pd.read_csv(args.out))
-    show(rows[rows["setting"].isin(args.settings) & (rows["model"] == args.model)])
+    show(rows[rows["setting"].isin(settings) & (rows["model"] == args.model)])
 
 
 def _with_model(rows: pd.DataFrame) -> pd.DataFrame:

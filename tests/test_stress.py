@@ -13,6 +13,7 @@ from magbayes.fit import _next_fit, prepare, resolve_spec
 from magbayes.models import progression
 from magbayes.simulate.stress import (
     REAL_LIKE,
+    RESPONSE_GRID,
     STRESS_GRID,
     simulate_stressed,
     stress_overrides,
@@ -96,6 +97,26 @@ def test_stress_setting_scales_the_latent_scale_with_the_cutpoints():
     assert sim.truth["generator"]["overrides"]["progression"]["patient_sd"] == [1.0, 0.1]
     # every early-sural status known, as the setting asks
     assert sim.patients["sural_snap_uv"].notna().all()
+
+
+def test_response_settings_set_the_ratings_and_leave_the_scores_alone():
+    """The response grid changes the ratings' truth, not the visits; its default is the
+    simulator's."""
+    calibrated = simulate_stressed(RESPONSE_GRID["calibrated"], seed=4)
+    plain = mb.simulate_cohort(seed=4).truth["response"]
+    for name in ("alpha_rituximab", "patient_sd", "site_sd", "unknown_fraction"):
+        assert calibrated.truth["response"][name] == plain[name]
+    strong = simulate_stressed(RESPONSE_GRID["rituximab_strong"], seed=4)
+    assert strong.truth["response"]["alpha_rituximab"] == 2.5
+    assert strong.truth["response"]["alpha_rituximab_x_sural"] == 0.0
+    assert strong.files()["visits.csv"] == calibrated.files()["visits.csv"]
+    rituximab = strong.treatments["treatment"] == "rituximab"
+    good = strong.treatments["response"] == "good"
+    assert good[rituximab].mean() > (calibrated.treatments["response"] == "good")[rituximab].mean()
+    hidden = simulate_stressed(RESPONSE_GRID["unknown_ratings"], seed=4)
+    assert 0.2 < (hidden.treatments["response"] == "unknown").mean() < 0.4
+    wide = simulate_stressed(RESPONSE_GRID["wide_patients"], seed=4).truth["response"]
+    assert (wide["patient_sd"], wide["site_sd"]) == (2.0, 0.8)
 
 
 @pytest.fixture(scope="module")

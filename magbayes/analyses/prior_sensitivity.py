@@ -4,7 +4,7 @@ Two complementary checks:
 
 Refitting (:func:`refit_priors`)
     The spec's ``[priors.sensitivity]`` table lists alternative values of prior scales
-    (``interaction_sd = [0.5, 2.5]`` in ``models/response.toml``). Each alternative is
+    (``interaction_sd = [1.0, 5.0]`` in ``models/response.toml``). Each alternative is
     refitted through :func:`magbayes.fit.fit` with :meth:`magbayes.spec.Spec.with_overrides`
     and the headline is tabulated beside the default's. Exact, but one fit per row.
 

@@ -66,6 +66,13 @@ class StressSetting:
         category of current disability (per cutpoint spacing, so that it means the same
         whatever the latent scale; 0.6 is the simulator's default of 0.2 per latent logit
         at the calibrated spacing).
+    response_rituximab : float
+        True ``alpha_rituximab``: rituximab's log-odds of a good response against IVIg in
+        sural-preserved patients (1.4 calibrated; the response model's grid varies it).
+    response_patient_sd, response_site_sd : float
+        Spreads of the patients' and the sites' log-odds of a good response.
+    response_unknown : float
+        Share of treatment courses whose rating is recorded as ``unknown``.
     """
 
     n_patients: int = 47
@@ -80,6 +87,10 @@ class StressSetting:
     site_level_sd: float = 0.5
     interaction: float = 0.0
     death_alpha: float | None = None
+    response_rituximab: float = DEFAULTS["response"]["alpha_rituximab"]
+    response_patient_sd: float = DEFAULTS["response"]["patient_sd"]
+    response_site_sd: float = DEFAULTS["response"]["site_sd"]
+    response_unknown: float = DEFAULTS["missing"]["response_unknown"]
 
     def label(self) -> str:
         """A short name of what differs from the calibrated setting."""
@@ -146,7 +157,16 @@ def stress_overrides(setting: StressSetting) -> dict[str, Any]:
             "follow_up_mean_years": setting.follow_up_years,
         },
         "treatments": {"rituximab_trigger_incat_rise": setting.rituximab_on_worsening},
-        "missing": {"sural_snap_uv": setting.unknown_sural_share, "first_ncs_years": 0.0},
+        "response": {
+            "alpha_rituximab": setting.response_rituximab,
+            "patient_sd": setting.response_patient_sd,
+            "site_sd": setting.response_site_sd,
+        },
+        "missing": {
+            "sural_snap_uv": setting.unknown_sural_share,
+            "first_ncs_years": 0.0,
+            "response_unknown": setting.response_unknown,
+        },
         # first nerve conduction studies within the early-sural window, so that the share
         # of unknown statuses is the share of missing amplitudes
         "population": {"first_ncs_mean_years": 1.0},
@@ -197,4 +217,20 @@ STRESS_GRID: dict[str, StressSetting] = {
     "large_sites": StressSetting(site_level_sd=2.0, cutpoint_spacing=1.5),
     "indication_150": dataclasses.replace(REAL_LIKE, n_patients=150, rituximab_on_worsening=2.0),
     "real_like_300": dataclasses.replace(REAL_LIKE, n_patients=300),
+}
+
+#: The response model's grid (``bench_robustness.py --model response``): what matters to a
+#: rating per treatment course, all under the null (no sural x rituximab interaction). The
+#: ratings do not depend on the disability settings above, so this grid varies the
+#: response's own truth: how much rituximab helps, the patients' and sites' spreads, unknown
+#: ratings and early-sural statuses, and the cohort's size.
+RESPONSE_GRID: dict[str, StressSetting] = {
+    "calibrated": StressSetting(),
+    "rituximab_no_better": StressSetting(response_rituximab=0.0),
+    "rituximab_strong": StressSetting(response_rituximab=2.5),
+    "wide_patients": StressSetting(response_patient_sd=2.0, response_site_sd=0.8),
+    "alike_patients": StressSetting(response_patient_sd=0.1, response_site_sd=0.0),
+    "unknown_sural": StressSetting(unknown_sural_share=0.4),
+    "unknown_ratings": StressSetting(response_unknown=0.3),
+    "cohort_150": StressSetting(n_patients=150),
 }
