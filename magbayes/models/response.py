@@ -453,17 +453,19 @@ def draw_ratings(
     return (u[..., None] < at_least).sum(axis=-1).astype(np.int64)
 
 
-def _patient_likelihood(known: np.ndarray, reduced: np.ndarray, filled: np.ndarray, ordinal: bool):
+def _patient_likelihood(ordinal: bool):
     """``logp`` and ``random`` of the per-patient rating distribution (a ``CustomDist``).
 
     The value is the (patient_rated, course_slot) matrix of rating codes, ``NO_COURSE``
-    where a patient has fewer courses. Parameters: the linear predictor if the patient is
-    sural-reduced and if preserved (same shape), the early-sural prevalence, and (ordered
-    scale) the cutpoints. ``known``, ``reduced`` (per rated patient) and ``filled`` (cells
-    that hold a course) are fixed by the design.
+    where a patient has fewer courses. Inputs: the linear predictor if the patient is
+    sural-reduced and if preserved (same shape), which cells hold a course (``filled``,
+    same shape), whether each rated patient's early-sural status is known and reduced
+    (per patient), the early-sural prevalence, and (ordered scale) the cutpoints. The
+    design's arrays are inputs, not constants, so that one compiled model serves every
+    cohort of the same structure (:mod:`magbayes.compile_cache`).
     """
 
-    def logp(value, eta_reduced, eta_preserved, prevalence, *cut):
+    def logp(value, eta_reduced, eta_preserved, filled, known, reduced, prevalence, *cut):
         cutpoints = cut[0] if ordinal else None
         present = pt.ge(value, 0)
         code = pt.maximum(value, 0)
@@ -474,7 +476,9 @@ def _patient_likelihood(known: np.ndarray, reduced: np.ndarray, filled: np.ndarr
 
         return mix_over_sural(total(eta_reduced), total(eta_preserved), known, reduced, prevalence)
 
-    def random(eta_reduced, eta_preserved, prevalence, *cut, rng=None, size=None):
+    def random(
+        eta_reduced, eta_preserved, filled, known, reduced, prevalence, *cut, rng=None, size=None
+    ):
         cutpoints = cut[0] if ordinal else None
         eta_reduced, eta_preserved = np.asarray(eta_reduced), np.asarray(eta_preserved)
         batch = tuple(size) if size is not None else eta_reduced.shape[:-1]
@@ -482,10 +486,10 @@ def _patient_likelihood(known: np.ndarray, reduced: np.ndarray, filled: np.ndarr
         eta_reduced = np.broadcast_to(eta_reduced, shape)
         eta_preserved = np.broadcast_to(eta_preserved, shape)
         drawn = rng.random(shape[:-1]) < prevalence
-        status = np.where(known, reduced.astype(bool), drawn)
+        status = np.where(np.asarray(known, bool), np.asarray(reduced, bool), drawn)
         eta = np.where(status[..., None], eta_reduced, eta_preserved)
         ratings = draw_ratings(eta, cutpoints, rng)
-        return np.where(np.broadcast_to(filled, shape), ratings, NO_COURSE)
+        return np.where(np.broadcast_to(np.asarray(filled, bool), shape), ratings, NO_COURSE)
 
     return logp, random
 
@@ -529,21 +533,31 @@ def build_model(design: Design, spec: Spec | dict) -> pm.Model:
     coords = {k: list(v) for k, v in design.coords.items()}
     sd = {key: float(priors[key]) for key in prior_names(DEFAULTS)}
 
-    course_patient = d["course_patient"]
     rated = d["rated_patient"]
     known = d["sural_known"].astype(bool)
     reduced = d["sural_reduced"].astype(int)
     slot_course = d["slot_course"]
     filled = slot_course >= 0
 
+    # Every array of the cohort is a ``pm.Data`` input of the compiled model rather than a
+    # constant in it: one compiled model then serves every cohort of the same structure
+    # (magbayes.compile_cache), and only the first fit of a spec compiles.
     with pm.Model(coords=coords) as model:
-        covariates = imputed_covariates(d["covariate_value"], list(d["covariate_binary"]))
+        course_patient = pm.Data("course_patient", d["course_patient"])
+        covariates = imputed_covariates(
+            d["covariate_value"], list(d["covariate_binary"]), as_data=True
+        )
         beta = pm.Normal("beta_covariate", 0.0, sd["covariate_sd"], dims="covariate")
 
         patient_sd = pm.HalfNormal("patient_sd", sigma=sd["patient_sd"])
         patient_z = pm.Normal("patient_z", 0.0, 1.0, dims="patient")
         patient_effect = pm.Deterministic("patient_effect", patient_sd * patient_z, dims="patient")
-        site = site_effect("site_effect", d["course_site"], pooling=pooling, scale=sd["site_sd"])
+        site = site_effect(
+            "site_effect",
+            pm.Data("course_site", d["course_site"]),
+            pooling=pooling,
+            scale=sd["site_sd"],
+        )
 
         n_treatments = len(coords["treatment"])
         if n_treatments > 1:
@@ -593,13 +607,15 @@ def build_model(design: Design, spec: Spec | dict) -> pm.Model:
             intercept = pm.Normal("alpha_intercept", 0.0, sd["intercept_sd"])
 
         # Rituximab courses index the appended 0 (their effect is alpha_rituximab).
-        treatment_shift = pt.concatenate([alpha_treatment, pt.zeros(1)])[d["course_treatment"]]
-        rituximab = pt.as_tensor_variable(d["course_rituximab"].astype(float))
+        course_treatment = pm.Data("course_treatment", d["course_treatment"])
+        treatment_shift = pt.concatenate([alpha_treatment, pt.zeros(1)])[course_treatment]
+        rituximab = pm.Data("course_rituximab", d["course_rituximab"].astype(float))
+        later_line = pm.Data("course_later_line", d["course_later_line"].astype(float))
         eta_preserved = (
             intercept
             + treatment_shift
             + rituximab * alpha_rituximab
-            + d["course_later_line"] * alpha_later_line
+            + later_line * alpha_later_line
             + pt.dot(covariates, beta)[course_patient]
             + patient_effect[course_patient]
             + site
@@ -607,20 +623,25 @@ def build_model(design: Design, spec: Spec | dict) -> pm.Model:
         eta_reduced = eta_preserved + rituximab * alpha_interaction
 
         needs_prevalence = s["early_sural"]["missing"] == "marginalise" and not known[rated].all()
-        prevalence = sural_prevalence(known, reduced) if needs_prevalence else pt.constant(0.5)
+        prevalence = (
+            sural_prevalence(known, reduced, as_data=True) if needs_prevalence else pt.constant(0.5)
+        )
 
-        cells = np.where(filled, slot_course, 0)
-        logp, random = _patient_likelihood(known[rated], reduced[rated], filled, ordinal)
+        cells = pm.Data("slot_cell", np.where(filled, slot_course, 0))
+        logp, random = _patient_likelihood(ordinal)
         pm.CustomDist(
             LOG_LIKELIHOOD_VAR,
             eta_reduced[cells],
             eta_preserved[cells],
+            pm.Data("slot_filled", filled.astype(np.int8)),
+            pm.Data("rated_sural_known", known[rated].astype(np.int8)),
+            pm.Data("rated_sural_reduced", reduced[rated].astype(np.int8)),
             prevalence,
             *cut_args,
             logp=logp,
             random=random,
-            signature="(s),(s),(),(k)->(s)" if ordinal else "(s),(s),()->(s)",
-            observed=d["response"],
+            signature="(s),(s),(s),(),(),(),(k)->(s)" if ordinal else "(s),(s),(s),(),(),()->(s)",
+            observed=pm.Data("response_observed", d["response"]),
             dims=("patient_rated", "course_slot"),
             dtype="int64",
         )
