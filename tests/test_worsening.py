@@ -212,11 +212,18 @@ def test_model_variables_have_named_dims_and_mixture_likelihood():
     assert dims["beta_treatment"] == ("treatment",)
     assert dims["beta_covariate"] == ("covariate",)
     assert dims["site_log_frailty"] == ("site",)
-    for name in ("beta_rituximab", "beta_rituximab_x_sural", "beta_sural_reduced"):
+    for name in (
+        "beta_rituximab_mean",
+        "beta_rituximab",
+        "beta_rituximab_x_sural",
+        "beta_sural_reduced",
+    ):
         assert name in model.named_vars
 
     # the unknown-status patient (P3) gets log(p L_reduced + (1 - p) L_preserved)
     point = model.initial_point()
+    # rituximab's log hazard ratio 0 if sural-preserved (mean - interaction / 2), -1 if reduced
+    point["beta_rituximab_mean"] = np.array(-0.5)
     point["beta_rituximab_x_sural"] = np.array(-1.0)
     point["beta_sural_reduced"] = np.array(0.5)
     logp = model.compile_logp(vars=[model["worsening"]], sum=False)
@@ -294,8 +301,9 @@ def _previous_log_likelihood_model(design, spec) -> pm.Model:
                 "beta_covariate", 0.0, w._prior(spec, "covariate_sd"), dims="covariate"
             )
             patient_eta = patient_eta + pt.dot(x, beta_cov)
-        beta_rtx = pm.Normal("beta_rituximab", 0.0, w._prior(spec, "rituximab_sd"))
+        beta_rtx_mean = pm.Normal("beta_rituximab_mean", 0.0, w._prior(spec, "rituximab_sd"))
         beta_x = pm.Normal("beta_rituximab_x_sural", 0.0, w._prior(spec, "interaction_sd"))
+        beta_rtx = pm.Deterministic("beta_rituximab", beta_rtx_mean - 0.5 * beta_x)
         beta_sural = pm.Normal("beta_sural_reduced", 0.0, w._prior(spec, "sural_sd"))
         beta_trt = (
             pm.Normal("beta_treatment", 0.0, w._prior(spec, "treatment_sd"), dims="treatment")
@@ -407,7 +415,7 @@ def test_drawn_worsening_follows_its_likelihood_with_unknown_status():
             "beta_covariate": np.array([0.4]),
             "beta_treatment": np.array([-0.3]),
             "beta_sural_reduced": 2.0,
-            "beta_rituximab": -0.5,
+            "beta_rituximab_mean": -1.0,  # -0.5 if sural-preserved, -1.5 if reduced
             "beta_rituximab_x_sural": -1.0,
             "sural_reduced_prevalence": prevalence,
         }

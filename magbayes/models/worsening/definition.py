@@ -73,6 +73,7 @@ HEADLINE = Headline(
 
 #: Variables whose posteriors the summary lists.
 SUMMARY_VARS = [
+    "beta_rituximab_mean",
     "beta_rituximab",
     "beta_rituximab_x_sural",
     "beta_sural_reduced",
