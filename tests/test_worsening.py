@@ -303,7 +303,7 @@ def _previous_log_likelihood_model(design, spec) -> pm.Model:
             patient_eta = patient_eta + pt.dot(x, beta_cov)
         beta_rtx_mean = pm.Normal("beta_rituximab_mean", 0.0, w._prior(spec, "rituximab_sd"))
         beta_x = pm.Normal("beta_rituximab_x_sural", 0.0, w._prior(spec, "interaction_sd"))
-        beta_rtx = pm.Deterministic("beta_rituximab", beta_rtx_mean - 0.5 * beta_x)
+        beta_rtx = beta_rtx_mean - 0.5 * beta_x
         beta_sural = pm.Normal("beta_sural_reduced", 0.0, w._prior(spec, "sural_sd"))
         beta_trt = (
             pm.Normal("beta_treatment", 0.0, w._prior(spec, "treatment_sd"), dims="treatment")

@@ -461,6 +461,31 @@ def mix_over_sural(
     return pt.switch(known_t, chosen, mixed)
 
 
+def rituximab_by_sural_status(
+    prefix: str, mean_sd: float, interaction_sd: float
+) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+    """Rituximab's effect in the two early-sural groups, with the same prior for both.
+
+    Adds ``{prefix}_rituximab_mean ~ Normal(0, mean_sd)`` (the mean of the two groups'
+    effects), ``{prefix}_rituximab_x_sural ~ Normal(0, interaction_sd)`` (sural-reduced
+    minus sural-preserved) and the deterministic ``{prefix}_rituximab = mean -
+    interaction / 2`` (sural-preserved; sural-reduced is that plus the interaction). Each
+    group's effect then has prior sd ``sqrt(mean_sd**2 + interaction_sd**2 / 4)``. Written
+    as the sural-preserved effect plus the interaction, the sural-reduced group's prior
+    would be wider, the same data would shrink it less, and the interaction would lean
+    towards benefit when rituximab helps both groups alike (docs/robustness.md).
+
+    Returns
+    -------
+    preserved, interaction : pytensor.tensor.TensorVariable
+        ``{prefix}_rituximab`` and ``{prefix}_rituximab_x_sural``.
+    """
+    mean = pm.Normal(f"{prefix}_rituximab_mean", 0.0, mean_sd)
+    interaction = pm.Normal(f"{prefix}_rituximab_x_sural", 0.0, interaction_sd)
+    preserved = pm.Deterministic(f"{prefix}_rituximab", mean - 0.5 * interaction)
+    return preserved, interaction
+
+
 def prior_from_spec(priors: dict[str, Any], key: str, default: float) -> float:
     """A prior scale from the spec's ``[priors]`` table, with a default."""
     value = priors.get(key, default)

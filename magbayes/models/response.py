@@ -55,6 +55,7 @@ from magbayes.models.blocks import (
     imputed_covariates,
     missing_covariate_labels,
     mix_over_sural,
+    rituximab_by_sural_status,
     site_effect,
     site_index,
     sural_prevalence,
@@ -573,15 +574,8 @@ def build_model(design: Design, spec: Spec | dict) -> pm.Model:
             )
         else:
             alpha_treatment = pm.Deterministic("alpha_treatment", pt.zeros(1), dims="treatment")
-        # Rituximab's effect in each early-sural group is the groups' mean minus or plus
-        # half the interaction, so that the prior treats the two groups alike. Written as
-        # the sural-preserved effect plus the interaction, the sural-reduced group would
-        # have the wider prior, be shrunk less, and the interaction would lean towards
-        # benefit when rituximab helps both groups alike (docs/models/response.md).
-        rituximab_mean = pm.Normal("alpha_rituximab_mean", 0.0, sd["rituximab_sd"])
-        alpha_interaction = pm.Normal("alpha_rituximab_x_sural", 0.0, sd["interaction_sd"])
-        alpha_rituximab = pm.Deterministic(
-            "alpha_rituximab", rituximab_mean - 0.5 * alpha_interaction
+        alpha_rituximab, alpha_interaction = rituximab_by_sural_status(
+            "alpha", sd["rituximab_sd"], sd["interaction_sd"]
         )
         if s["treatments"]["later_line_effect"]:
             alpha_later_line = pm.Normal("alpha_later_line", 0.0, sd["later_line_sd"])

@@ -140,13 +140,9 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
                 "beta_covariate", 0.0, _prior(spec, "covariate_sd"), dims="covariate"
             )
             patient_eta = patient_eta + pt.dot(x, beta_cov)
-        # Rituximab's log hazard ratio in each early-sural group is the groups' mean minus or
-        # plus half the interaction: the same prior for both groups (written as the
-        # sural-preserved effect plus the interaction, the sural-reduced group's would be
-        # wider and shrunk less; docs/models/worsening.md).
-        beta_rtx_mean = pm.Normal("beta_rituximab_mean", 0.0, _prior(spec, "rituximab_sd"))
-        beta_x = pm.Normal("beta_rituximab_x_sural", 0.0, _prior(spec, "interaction_sd"))
-        beta_rtx = pm.Deterministic("beta_rituximab", beta_rtx_mean - 0.5 * beta_x)
+        beta_rtx, beta_x = blocks.rituximab_by_sural_status(
+            "beta", _prior(spec, "rituximab_sd"), _prior(spec, "interaction_sd")
+        )
         beta_sural = pm.Normal("beta_sural_reduced", 0.0, _prior(spec, "sural_sd"))
         beta_trt = (
             pm.Normal("beta_treatment", 0.0, _prior(spec, "treatment_sd"), dims="treatment")
