@@ -296,7 +296,9 @@ def graph_text(outputs: list[Any], inputs: list[Any] | None = None) -> list[str]
     def ref(var: Any) -> str:
         if var in names:
             return names[var]
-        if isinstance(var, Constant):
+        if isinstance(var, Constant) and var.data is None:  # e.g. an unspecified length
+            text = f"constant {var.type} None"
+        elif isinstance(var, Constant):
             text = f"constant {var.type} {_array_text(np.asarray(var.data))}"
         elif isinstance(var, SharedVariable):
             # an input of the compiled functions: its value is not part of the fingerprint

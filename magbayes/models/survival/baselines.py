@@ -65,7 +65,7 @@ class PiecewiseBaseline:
         return pt.exp(self.log_hazard)[data.segment_piece] * width
 
     def log_hazard_at_segment_end(self, data: Segments, segments: np.ndarray) -> pt.TensorVariable:
-        """``log h0`` at the end of the given segments."""
+        """``log h0`` at the end of the given segments (``segment_piece`` array or tensor)."""
         return self.log_hazard[data.segment_piece[segments]]
 
 
@@ -95,12 +95,15 @@ class WeibullBaseline:
         return self._cumulative(data.segment_stop) - self._cumulative(data.segment_start)
 
     def log_hazard_at_segment_end(self, data: Segments, segments: np.ndarray) -> pt.TensorVariable:
-        """``log h0`` at the end of the given segments (times must be > 0)."""
+        """``log h0`` at the end of the given segments (times must be > 0).
+
+        ``data.segment_stop`` may be an array or a tensor (data of the model).
+        """
         t = data.segment_stop[segments]
         return (
             pt.log(self.shape)
             - self.log_scale
-            + (self.shape - 1.0) * (np.log(np.maximum(t, 1e-300)) - self.log_scale)
+            + (self.shape - 1.0) * (pt.log(pt.maximum(t, 1e-300)) - self.log_scale)
         )
 
 
