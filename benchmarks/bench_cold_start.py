@@ -39,9 +39,6 @@ from _child import emit, machine, print_table, run_child  # noqa: E402
 
 MODELS = ("progression", "worsening", "response", "joint")
 
-#: Cohort options per model: the joint model needs each patient's end of follow-up.
-SIMULATION = {"joint": {"end_of_follow_up": True}}
-
 #: The columns in seconds, in the order printed.
 SECONDS = (
     "wall_s",
@@ -60,10 +57,13 @@ def child(model: str, seed: int) -> dict:
     import warnings
 
     from magbayes.fit import fit
+    from magbayes.models import get_model
     from magbayes.simulate import simulate_cohort
 
     warnings.simplefilter("ignore")
-    cohort = simulate_cohort(n_patients=47, seed=seed, **SIMULATION.get(model, {})).cohort
+    # the joint model's cohort needs each patient's end of follow-up
+    options = get_model(model).simulation_options
+    cohort = simulate_cohort(n_patients=47, seed=seed, **options).cohort
     started = time.perf_counter()
     result = fit(cohort, model, seed=seed, progress=False)
     wall = time.perf_counter() - started

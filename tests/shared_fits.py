@@ -131,3 +131,37 @@ def posterior_summary(posterior: xr.DataTree, names: list[str]) -> pd.DataFrame:
         warnings.simplefilter("ignore", RuntimeWarning)  # constant elements: no MCSE
         table = az.summary(posterior, var_names=names, kind="all", round_to="none")
     return table[["mean", "sd", "mcse_mean", "mcse_sd"]].apply(pd.to_numeric, errors="coerce")
+
+
+def true_timing_contrast(sim: SimulatedCohort, cohort: Cohort) -> dict[tuple[str, str], float]:
+    """The true prompt-minus-delayed contrast at 10 years, by (early-sural group, measure).
+
+    Every patient of ``cohort`` replayed under the default ``prompt`` and ``delayed``
+    strategies with their true parameters (:func:`magbayes.simulate.replay.true_contrast`),
+    averaged over the patients of each true group; measures as in a fit's ``timing`` group
+    (``expected_score``, ``p_disabled``: INCAT at or above 4).
+    """
+    import json
+
+    from magbayes.predict import DEFAULT_STRATEGIES, apply_to_cohort
+    from magbayes.simulate.replay import true_contrast
+
+    courses = {}
+    for strategy in (s for s in DEFAULT_STRATEGIES if s.name in ("prompt", "delayed")):
+        treatments = apply_to_cohort(strategy, cohort).treatments
+        courses[strategy.name] = {
+            pid: treatments[treatments["patient_id"] == pid] for pid in cohort.patients.index
+        }
+    truth = json.loads(sim.files()["truth.json"])
+    table = true_contrast(truth, cohort, courses, years=10.0, threshold=4).set_index(
+        ["group", "strategy"]
+    )
+    out = {}
+    for group in ("sural_reduced", "sural_preserved"):
+        for measure, column in (("expected_score", "expected"), ("p_disabled", "p_at_or_above")):
+            prompt, delayed = (
+                table.loc[(group, "prompt"), column],
+                table.loc[(group, "delayed"), column],
+            )
+            out[(group, measure)] = float(prompt - delayed)
+    return out

@@ -74,10 +74,11 @@ def _direct_log_likelihood(point, design, i, cohort):
     courses = cohort.treatments[cohort.treatments["patient_id"] == pid]
     reduced = float(d["sural_reduced"][i] == 1)
 
-    def eta(t):
-        value = level + rate * t
+    def eta(t, per_year=False):
+        """The latent disability at t, or (per_year) its rate of change there."""
+        value = rate if per_year else level + rate * t
         for _, c in courses.iterrows():
-            since = max(t - c["start_years"], 0.0)
+            since = float(t >= c["start_years"]) if per_year else max(t - c["start_years"], 0.0)
             if c["treatment"] == "rituximab":
                 value += since * (
                     point["gamma_rituximab"] + reduced * point["gamma_rituximab_x_sural"]
@@ -107,6 +108,7 @@ def _direct_log_likelihood(point, design, i, cohort):
             + fixed
             + point["event_rituximab"] * rituximab
             + point["association"] * eta(t)
+            + point.get("association_slope", 0.0) * eta(t, per_year=True)
         )
 
     hazard = lambda t: np.exp(log_hazard(t))  # noqa: E731
@@ -123,11 +125,16 @@ def _direct_log_likelihood(point, design, i, cohort):
     return -total + (log_hazard(end) if outcome == EVENT else 0.0)
 
 
-def test_the_end_of_follow_up_likelihood_is_the_hazard_integrated_by_hand(dropout_sim):
+@pytest.mark.parametrize("association", ["value", "value_and_slope"])
+def test_the_end_of_follow_up_likelihood_is_the_hazard_integrated_by_hand(dropout_sim, association):
     """Per patient, the model's log-likelihood of the end of follow-up at a random point
-    equals the hazard integrated by scipy for known early-sural statuses, and lies between
-    the two statuses' values for unknown ones."""
-    spec = resolve_spec("joint", {"patients": {"parametrisation": "centred"}})
+    equals the hazard integrated by scipy for known early-sural statuses (the log hazard
+    following the current latent disability, and with ``value_and_slope`` its current rate
+    of change too)."""
+    spec = resolve_spec(
+        "joint",
+        {"patients": {"parametrisation": "centred"}, "event": {"association": association}},
+    )
     cohort, design, model = prepare(dropout_sim.cohort, spec)
     rng = np.random.default_rng(4)
     ip = model.initial_point()
@@ -147,6 +154,8 @@ def test_the_end_of_follow_up_likelihood_is_the_hazard_integrated_by_hand(dropou
         "event_rituximab",
         "association",
     ]
+    if association == "value_and_slope":
+        names.append("association_slope")
     outputs = model.replace_rvs_by_values([model[n] for n in names])
     values = model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore")(start)
     point = dict(zip(names, (np.asarray(v) for v in values), strict=True))
@@ -229,3 +238,113 @@ def test_without_an_association_the_joint_headline_agrees_with_the_progression_m
         spread = float(draws["progression"].std())
         gap = float(draws["joint"].mean() - draws["progression"].mean())
         assert abs(gap) < 0.3 * spread, (name, gap, spread)
+
+
+@pytest.fixture(scope="module")
+def joint_slope_fit(joint_cohort):
+    """The shared joint cohort fitted with ``[event] association = "value_and_slope"``."""
+    from shared_fits import JOINT_RUN
+
+    return mb.fit(
+        joint_cohort,
+        "joint",
+        **JOINT_RUN,
+        overrides={"event": {"association": "value_and_slope"}},
+        progress=False,
+        prior_predictive=False,
+    )
+
+
+@pytest.mark.slow
+def test_the_slope_association_finds_none_where_death_follows_the_current_value(
+    joint_simulated, joint_slope_fit
+):
+    """The simulator's death hazard follows the current latent disability only
+    (``death_alpha`` 0.8, no slope term): with the slope association added, the 90%
+    intervals cover 0.8 for the value's association and 0 for the slope's."""
+    import arviz as az
+
+    post = joint_slope_fit.posterior["posterior"]
+    truth = {
+        "association": joint_simulated.truth["end_of_follow_up"]["association"]["death_alpha"],
+        "association_slope": 0.0,
+    }
+    for name, true in truth.items():
+        hdi = az.hdi(post[name], prob=0.9)
+        low, high = float(hdi.sel(ci_bound="lower")), float(hdi.sel(ci_bound="upper"))
+        assert low <= true <= high, (name, low, true, high)
+    from magbayes.models import get_model
+
+    effects = {e.variable for e in get_model("joint").effects(joint_slope_fit)}
+    assert {"association", "association_slope"} <= effects
+
+
+@pytest.mark.slow
+def test_the_slope_fits_predictions_give_its_end_of_follow_up_likelihood(
+    joint_slope_fit, joint_cohort
+):
+    """The prediction code's hazard with the slope term, integrated over each fitted
+    patient's time at risk, gives the fit's ``end_of_follow_up`` log-likelihood in every
+    draw (unknown early-sural statuses included)."""
+    from magbayes.models.joint.predictions import JointPredictor
+
+    predictor = JointPredictor(joint_slope_fit, joint_cohort)
+    fitted = joint_slope_fit.posterior["log_likelihood"]["end_of_follow_up"]
+    unknown = 0
+    for pid in (str(p) for p in fitted["patient"].values):
+        theirs = np.asarray(fitted.sel(patient=pid).transpose("chain", "draw").values).ravel()
+        mine = predictor.fitted_end_of_follow_up_log_likelihood(pid)
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-10, err_msg=pid)
+        unknown += predictor._status[pid] is None
+    assert unknown >= 5
+
+
+@pytest.mark.slow
+def test_sbc_draws_the_event_where_the_fitted_cumulative_hazard_reaches_its_target():
+    """SBC's event times (``magbayes.models.joint.sbc``): on its grid, the cumulative
+    hazard is the fitted model's (to 1e-5 at each patient's end of follow-up: two
+    quadratures), and a drawn event lies where the fitted model's cumulative hazard reaches
+    the exponential draw (to 0.5%, the grid's linear steps); a target beyond the end of
+    follow-up leaves the patient censored there. Patients whose early-sural status is known
+    (the others' hazard mixes both statuses)."""
+    from magbayes.sbc.prior_draws import ModelStructure
+
+    problem = ModelStructure(resolve_spec("joint"), n_patients=20, cohort_seed=2).build()
+    completion, generator = problem.completion, problem.generator
+    completion.prepare(generator)
+    point = generator.initial_point()
+    rng = np.random.default_rng(3)
+    point = {k: v + rng.normal(0, 0.2, np.shape(v)) for k, v in point.items()}
+    (log_hazard_grid,) = generator.replace_rvs_by_values(completion.outputs(generator)[:1])
+    grid = generator.compile_fn(
+        log_hazard_grid, inputs=generator.value_vars, on_unused_input="ignore"
+    )(point)
+    total = np.array([c[-1] for c in completion.cumulative_hazards(grid)])
+    n = len(total)
+    beyond = np.arange(n) % 2 == 1
+    target = np.where(beyond, 3.0 * total, 0.4 * total)
+    end, outcome = completion.event_times(grid, target)
+    at_risk = total > 0
+    np.testing.assert_array_equal(outcome[at_risk], np.where(beyond, CENSORED, EVENT)[at_risk])
+    np.testing.assert_array_equal(end[beyond], completion.censor[beyond])
+
+    def fitted_cumulative(data):
+        """-log-likelihood of every patient censored at the data's ends: H(entry, end)."""
+        for name, value in data.items():
+            if name != "end_of_follow_up":
+                shared = generator[name]
+                shared.set_value(np.asarray(value, dtype=shared.type.dtype))
+        generator["event_outcome_observed"].set_value(np.zeros(n, "int32"))
+        logp = generator.compile_logp(vars=[generator["end_of_follow_up"]], sum=False)
+        return -np.asarray(logp(point)[0])
+
+    known = completion.known & at_risk
+    everyone_censored = completion.refit_data(completion.censor.copy(), np.zeros(n, int))
+    at_end = fitted_cumulative(everyone_censored)
+    np.testing.assert_allclose(at_end[known], total[known], rtol=1e-5)
+    at_drawn = fitted_cumulative(completion.refit_data(end, outcome))
+    events = known & ~beyond
+    assert events.sum() >= 5
+    np.testing.assert_allclose(at_drawn[events], target[events], rtol=5e-3)
+    assert np.all(end[events] > completion.entry[events])
+    assert np.all(end[events] < completion.censor[events])

@@ -207,3 +207,57 @@ def test_magbayes_predict_on_a_joint_fit_writes_the_table_and_figure(
         assert (out / "figures" / f"{pid}.png").stat().st_size > 10_000
     saved = xr.open_datatree(out / "predictions.nc", engine="h5netcdf")["predictions"]
     assert {"event_free_from", "event_seen_at"} <= set(saved.data_vars)
+
+
+def test_the_joint_fits_timing_answer_covers_the_true_contrast(
+    joint_fit, joint_cohort, joint_simulated
+):
+    """Prompt minus delayed rituximab at 10 years from the joint fit's trajectory. In truth
+    (every patient replayed under both strategies with their true parameters) prompt is
+    better in both early-sural groups; the fit puts P(prompt better) above 0.8 for both
+    measures in both groups, and its 90% intervals of the expected score cover the truth.
+    (P(disabled)'s intervals are not asserted: with rituximab's prior shrinking 90
+    patients' few courses, both the joint and the progression fits put the contrast at
+    about 55-65% of the truth, and in sural-reduced patients the 90% interval of
+    P(disabled), -0.14 to -0.05, misses the true -0.17: docs/models/joint.md.)"""
+    import arviz as az
+    from shared_fits import true_timing_contrast
+
+    result, _ = joint_fit
+    timing = result.posterior["timing"].to_dataset()
+    for (group, measure), true in true_timing_contrast(joint_simulated, joint_cohort).items():
+        draws = timing[measure].sel(group=group)
+        assert true < 0, (group, measure, true)
+        assert float((draws < 0).mean()) > 0.8, (group, measure)
+        if measure == "expected_score":
+            hdi = az.hdi(draws, prob=0.9)
+            low, high = float(hdi.sel(ci_bound="lower")), float(hdi.sel(ci_bound="upper"))
+            assert low <= true <= high, (group, low, true, high)
+    assert result.headline()["timing"]["sural_reduced"]["expected_score"]["p_prompt_better"] > 0.8
+
+
+def test_the_joint_report_gives_the_association_as_hazard_ratios_and_the_timing(
+    joint_fit, tmp_path
+):
+    """Death follows disability in truth (death_alpha 0.8): the report's association
+    section gives a hazard ratio above 1 with P(> 1) near 1, per latent logit and per
+    between-patient sd, with the events observed against expected; the timing answer of
+    the joint fit is in the report too."""
+    import shutil
+
+    from magbayes.models.joint.report import report_sections
+    from magbayes.report import write_report
+
+    result, folder = joint_fit
+    (section,) = report_sections(result)
+    table = section.table
+    assert len(table) == 2  # value association, per logit and per between-patient sd
+    assert (table["mean"].astype(float) > 1).all()
+    assert (table["P(> 1)"].astype(float) > 0.95).all()
+    observed = int((result.posterior["observed_data"]["end_of_follow_up"].values > 0).sum())
+    assert f"{observed} death events observed" in section.paragraphs[1]
+    out = tmp_path / "results"
+    shutil.copytree(folder, out)
+    text = write_report(result, out).markdown.read_text()
+    assert "## Association of death with disability" in text
+    assert "Prompt or delayed rituximab" in text

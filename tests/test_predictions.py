@@ -224,32 +224,16 @@ def test_the_timing_contrast_covers_the_true_contrast_on_a_large_cohort():
     patients of each true early-sural group; scores-mode worsening, so that the simulated
     INCAT is exactly the score model's.
     """
-    import json
-
-    from magbayes.predict import DEFAULT_STRATEGIES, apply_to_cohort
-    from magbayes.simulate.replay import true_contrast
+    from shared_fits import true_timing_contrast
 
     sim = mb.simulate_cohort(n_patients=300, n_sites=2, seed=41, worsening_from="scores")
     cohort = sim.cohort
     fit = mb.fit(cohort, "progression", draws=500, tune=400, chains=2, seed=2, progress=False)
     timing = fit.posterior["timing"].to_dataset()
-    chosen = [s for s in DEFAULT_STRATEGIES if s.name in ("prompt", "delayed")]
-    courses = {}
-    for strategy in chosen:
-        treatments = apply_to_cohort(strategy, cohort).treatments
-        courses[strategy.name] = {
-            pid: treatments[treatments["patient_id"] == pid] for pid in cohort.patients.index
-        }
-    truth = json.loads(sim.files()["truth.json"])
-    table = true_contrast(truth, cohort, courses, years=10.0, threshold=4).set_index(
-        ["group", "strategy"]
-    )
-    for group in ("sural_reduced", "sural_preserved"):
-        for measure, column in (("expected_score", "expected"), ("p_disabled", "p_at_or_above")):
-            true = table.loc[(group, "prompt"), column] - table.loc[(group, "delayed"), column]
-            hdi = az.hdi(timing[measure].sel(group=group), prob=0.9)
-            low, high = float(hdi.sel(ci_bound="lower")), float(hdi.sel(ci_bound="upper"))
-            assert low <= true <= high, (group, measure, low, true, high)
+    for (group, measure), true in true_timing_contrast(sim, cohort).items():
+        hdi = az.hdi(timing[measure].sel(group=group), prob=0.9)
+        low, high = float(hdi.sel(ci_bound="lower")), float(hdi.sel(ci_bound="upper"))
+        assert low <= true <= high, (group, measure, low, true, high)
 
 
 def test_irods_predictions_are_centiles_that_match_the_posterior_predictive(sim):

@@ -292,6 +292,24 @@ def test_sbc_of_worsening_runs_a_few_fits(tmp_path, client):
     assert {"beta_rituximab", "beta_sural_reduced"} <= set(result.uniformity["parameter"])
 
 
+@pytest.mark.slow
+def test_sbc_of_the_joint_model_refits_drawn_event_times(tmp_path, client):
+    """The joint model's draws carry their event arrays into the refit (its definition's
+    completion): the fits run, and the refitted data differ between fits."""
+    from magbayes.fit import resolve_spec
+
+    structure = ModelStructure(resolve_spec("joint"), n_patients=20, cohort_seed=2)
+    problem = structure.build()
+    first, second = problem.draw(11).data, problem.draw(12).data
+    assert {"end_of_follow_up", "hazard_row_years", "hazard_node_weight"} <= set(first)
+    assert set(first["end_of_follow_up"]) <= {0, 1}
+    assert not np.array_equal(first["hazard_row_years"], second["hazard_row_years"])
+    settings = SBCSettings(fits=2, seed=1, draws=60, tune=60, chains=2, thin=2)
+    result = run_sbc(structure, tmp_path, settings, client=client, figures=False)
+    assert (result.fits["status"] == "ok").all(), result.fits["error"].tolist()
+    assert "association" in set(read_ranks(tmp_path)["parameter"])
+
+
 # --------------------------------------------------------------------------- runner
 
 

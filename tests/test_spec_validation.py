@@ -64,6 +64,11 @@ BAD_SPECS = [
     ("response", '[outcome]\nscore = "incat"', ["`score` is not a key of [outcome]"]),
     ("joint", '[event]\nkind = "stroke"', ["[event] `kind` must be one of 'death', 'death_or_dropout'"]),
     ("joint", "[priors]\nassociation_sd = -1.0", ["[priors] `association_sd` must be"]),
+    (
+        "joint",
+        '[event]\nassociation = "slope"',
+        ["[event] `association` must be one of 'value', 'value_and_slope'"],
+    ),
 ]  # fmt: skip
 
 

@@ -1,6 +1,7 @@
 """One cohort, every shipped model, one question: does early sural reduction predict benefit.
 
-:func:`answer` fits the shipped models (progression, worsening, response) to the same cohort,
+:func:`answer` fits the shipped models (progression, worsening, response; joint where the cohort
+has each patient's end of follow-up) to the same cohort,
 saves each results folder, and writes ``answer.json`` and a one-page ``answer.md`` with,
 for each model, the headline probability with its MCSE, the contrast with its interval and
 scale, the convergence verdict and a sentence a clinician can quote. Where the models

@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "3 when convergence checks fail (results are still written)."
         ),
     )
-    p.add_argument("model", help="spec name (progression, worsening, response) or .toml path")
+    p.add_argument(
+        "model", help="spec name (progression, worsening, response, joint) or .toml path"
+    )
     p.add_argument("--data", required=True, help="cohort folder (or .xlsx workbook)")
     p.add_argument("--out", help="results folder to write (required unless --dry-run)")
     p.add_argument("--draws", type=int, help="posterior draws per chain (spec default)")

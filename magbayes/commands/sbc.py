@@ -31,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "are skipped. See docs/sbc.md."
         ),
     )
-    p.add_argument("model", help="spec name (progression, worsening, response) or .toml path")
+    p.add_argument(
+        "model", help="spec name (progression, worsening, response, joint) or .toml path"
+    )
     p.add_argument(
         "--fits",
         type=_positive_int,

@@ -31,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "See docs/sensitivity.md."
         ),
     )
-    p.add_argument("model", help="spec name (progression, worsening, response) or .toml path")
+    p.add_argument(
+        "model", help="spec name (progression, worsening, response, joint) or .toml path"
+    )
     p.add_argument("--data", required=True, help="cohort folder (or .xlsx workbook)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(

@@ -306,8 +306,34 @@ class ModelFigure:
     draw: Callable[[Any, Path], str]
 
 
+@dataclass(frozen=True)
+class ReportSection:
+    """A section of a model's own in the report, after the headline.
+
+    Attributes
+    ----------
+    title : str
+        Its heading.
+    paragraphs : tuple of str
+        Text (Markdown), before the table.
+    table : pandas.DataFrame or None
+        Cells formatted as printed.
+    caption : str
+        The table's caption.
+    """
+
+    title: str
+    paragraphs: tuple[str, ...]
+    table: pd.DataFrame | None = None
+    caption: str = ""
+
+
 def _applies_to_every_cohort(cohort: Cohort) -> bool:
     return True
+
+
+def _no_sections(result: FitResult) -> list[ReportSection]:
+    return []
 
 
 def _no_starting_values(design: Design, spec: Spec) -> dict[str, np.ndarray]:
@@ -432,6 +458,19 @@ class ModelDefinition:
         ``timing(result, cohort) -> xarray.Dataset``: draws of prompt minus delayed
         rituximab by early-sural group (the ``timing`` group of the results and of
         ``headline.json``); ``None`` when the model does not answer it.
+    report_sections : callable
+        ``report_sections(result) -> list[ReportSection]``: its own sections of the report,
+        after the headline (the joint model's association); none by default.
+    simulation_options : dict
+        Options of :func:`magbayes.simulate_cohort` that a simulated cohort needs for this
+        model (the joint model's ``end_of_follow_up``); used by SBC and the benchmarks.
+    sbc_completion : callable or None
+        ``sbc_completion(cohort, design, spec)``: for a model with data that SBC cannot
+        redraw as the values of observed variables (the joint model's event times and the
+        arrays that follow from them), an object with ``outputs(generator)`` (further
+        tensors of the forward draw), ``prepare(generator)`` (data of the generating model
+        before its draws) and ``complete(values, data, rng) -> dict`` (the refit's data, by
+        observed variable or ``pm.Data`` name); ``None`` for the others.
     """
 
     name: str
@@ -463,6 +502,9 @@ class ModelDefinition:
     timing: Callable[[FitResult, Cohort], xr.Dataset] | None = None
     prediction_figure: Callable[[xr.Dataset, Cohort, str, Path], Path] | None = None
     applies_to: Callable[[Cohort], bool] = _applies_to_every_cohort
+    report_sections: Callable[[FitResult], list[ReportSection]] = _no_sections
+    simulation_options: Mapping[str, Any] = field(default_factory=dict)
+    sbc_completion: Callable[[Cohort, Design, Spec], Any] | None = None
 
     @property
     def rules(self) -> dict[str, dict[str, Rule]]:

@@ -205,6 +205,11 @@ def build_document(
             Table(tables.prior_sensitivity_table(table)),
         )
 
+    for section in get_model(result.model).report_sections(result):
+        doc.add(Heading(section.title), *(Paragraph(text) for text in section.paragraphs))
+        if section.table is not None:
+            doc.add(Table(section.table, caption=section.caption))
+
     doc.add(Heading("Effects"))
     doc.add(
         Paragraph(

@@ -68,7 +68,8 @@ class PriorDraw:
     truth : dict[str, float]
         Parameter label -> true value (model units).
     data : dict[str, numpy.ndarray]
-        Observed variable name -> simulated data, in the model's layout.
+        Observed variable name -> simulated data, in the model's layout (and, from a
+        model's completion, ``pm.Data`` name -> value).
     warnings : list of str
         Drawn values outside the support the fitted model imposes (see
         :func:`ordered_violations`).
@@ -214,6 +215,10 @@ class SBCProblem:
     sampler_options : dict, optional
         nutpie options of the spec (``extra_doublings``), so that SBC samples the way a
         fit of that spec does (:func:`magbayes.sampler.nutpie_options`).
+    completion : object, optional
+        The model definition's ``sbc_completion`` for this design: further data of each
+        draw that are not values of observed variables (the joint model's event times);
+        it then needs a ``generator`` of its own (its data are changed for the draws).
 
     Notes
     -----
@@ -230,7 +235,11 @@ class SBCProblem:
         name: str = "",
         counts: dict[str, Any] | None = None,
         sampler_options: dict[str, Any] | None = None,
+        completion: Any = None,
     ) -> None:
+        if completion is not None and (generator is None or generator is model):
+            raise ValueError("a completion changes its generator's data: give a generator")
+        self.completion = completion
         self.name = name
         self.counts = dict(counts or {})
         self.sampler_options = dict(sampler_options or {})
@@ -254,6 +263,7 @@ class SBCProblem:
         self._forward = None
         self._forward_rngs: list[SharedVariable] = []
         self._compiled = None
+        self._refit_names: set[str] | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -265,6 +275,9 @@ class SBCProblem:
         if self._forward is None:
             names = self.parameters + self.observed_names + self._extra_ordered()
             outputs = [self.generator[name] for name in names]
+            if self.completion is not None:
+                self.completion.prepare(self.generator)
+                outputs += self.completion.outputs(self.generator)
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*object mode.*")
                 fn, _ = compile_forward_sampling_function(
@@ -309,10 +322,31 @@ class SBCProblem:
             name: np.asarray(v)
             for name, v in zip(self.observed_names, values[n_par : n_par + n_obs], strict=True)
         }
-        by_name.update(zip(self._extra_ordered(), values[n_par + n_obs :], strict=True))
+        n_ordered = len(self._extra_ordered())
+        extra = values[n_par + n_obs : n_par + n_obs + n_ordered]
+        by_name.update(zip(self._extra_ordered(), extra, strict=True))
+        if self.completion is not None:
+            rng = np.random.default_rng([seed, 1])
+            completed = self.completion.complete(
+                list(values[n_par + n_obs + n_ordered :]), data, rng
+            )
+            data.update({k: v for k, v in completed.items() if k in self._refit_data_names()})
         violated = ordered_violations({v: by_name[v] for v in self.ordered if v in by_name})
         notes = [f"prior draw of {v} is not increasing (ordered transform)" for v in violated]
         return PriorDraw(truth=truth, data=data, warnings=notes)
+
+    def _refit_data_names(self) -> set[str]:
+        """Observed variables, and the model data the fitted model's log density reads.
+
+        A completion's other data (such as an output's length) do not enter the refit.
+        """
+        from magbayes.compile_cache import data_inputs
+
+        if self._refit_names is None:
+            self._refit_names = set(self.observed_names) | {
+                v.name for v in data_inputs(self.fit_model)
+            }
+        return self._refit_names
 
     # ------------------------------------------------------------------ refits
     def compiled(self):
@@ -362,8 +396,10 @@ class SBCProblem:
         """
         import nutpie
 
+        # observed variables' data by their shared names; other model data (a
+        # completion's) by their own
         compiled = self.compiled().with_data(
-            **{self.shared_names[name]: values for name, values in data.items()}
+            **{self.shared_names.get(name, name): values for name, values in data.items()}
         )
         return nutpie.sample(
             compiled,
@@ -450,10 +486,14 @@ class ModelStructure:
             from magbayes.cohort.read import load_cohort
 
             return load_cohort(self.data, **dict(self.data_format))
+        from magbayes.models import get_model
         from magbayes.simulate import simulate_cohort
 
         return simulate_cohort(
-            n_patients=self.n_patients, n_sites=self.n_sites, seed=self.cohort_seed
+            n_patients=self.n_patients,
+            n_sites=self.n_sites,
+            seed=self.cohort_seed,
+            **get_model(self.model).simulation_options,
         ).cohort
 
     def build(self) -> SBCProblem:
@@ -462,12 +502,19 @@ class ModelStructure:
         from magbayes.models import get_model
         from magbayes.sampler import nutpie_options
 
-        _, design, model = prepare(self.cohort(), self.spec)
+        cohort, design, model = prepare(self.cohort(), self.spec)
+        definition = get_model(self.model)
         parameters = list(self.parameters) if self.parameters else None
+        completion = generator = None
+        if definition.sbc_completion is not None:
+            completion = definition.sbc_completion(cohort, design, self.spec)
+            generator = definition.build_model(design, self.spec)
         return SBCProblem(
             model,
-            parameters=parameters or default_parameters(model, get_model(self.model)),
+            parameters=parameters or default_parameters(model, definition),
+            generator=generator,
             name=self.model,
             counts=design.counts,
             sampler_options=nutpie_options(self.spec.section("sampler")),
+            completion=completion,
         )

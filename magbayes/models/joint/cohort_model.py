@@ -11,13 +11,16 @@ follow-up) has hazard
         + \beta_{\mathrm{rtx}}\,n_{i,\mathrm{rtx}}(t)\big)
 
 with :math:`\alpha` the **association** (log hazard ratio per latent logit of current
-disability), :math:`h_0` a Weibull (or piecewise-constant) baseline at latent disability 0
-(about the cohort's median score), :math:`w` the hospitals' log frailties (pooled),
-:math:`z_i` standardised covariates and :math:`n_{i,\mathrm{rtx}}(t)` the rituximab courses
-started by :math:`t`. A patient is at risk from their first visit with the score to their
-end of follow-up; a death known only to lie between two contacts is interval-censored, other
-ends of follow-up are censoring times (:mod:`magbayes.models.joint.events`). The cumulative
-hazard is integrated by Gauss-Legendre quadrature on each stretch between treatment starts.
+disability; with ``[event] association = "value_and_slope"`` the log hazard also has
+:math:`\alpha_{\mathrm{slope}}\,\eta_i'(t)`, the current rate of change in logit per year,
+constant between treatment starts), :math:`h_0` a Weibull (or piecewise-constant) baseline
+at latent disability 0 (about the cohort's median score), :math:`w` the hospitals' log
+frailties (pooled), :math:`z_i` standardised covariates and :math:`n_{i,\mathrm{rtx}}(t)`
+the rituximab courses started by :math:`t`. A patient is at risk from their first visit with
+the score to their end of follow-up; a death known only to lie between two contacts is
+interval-censored, other ends of follow-up are censoring times
+(:mod:`magbayes.models.joint.events`). The cumulative hazard is integrated by Gauss-Legendre
+quadrature on each stretch between treatment starts.
 
 An unknown early-sural status changes both parts. The likelihood is factorised as
 :math:`p(\mathrm{scores})\,p(\mathrm{end} \mid \mathrm{scores})`: ``score`` is the progression
@@ -55,6 +58,14 @@ DEFAULTS: dict[str, Any] = shipped_defaults(NAME)
 
 #: Baseline hazards of the event (``[event] baseline``).
 BASELINES = ("weibull", "piecewise")
+
+#: What of the trajectory the log hazard follows (``[event] association``).
+ASSOCIATIONS = ("value", "value_and_slope")
+
+
+def has_slope_association(spec: Spec) -> bool:
+    """Whether the log hazard follows the latent disability's current rate of change too."""
+    return spec.section("event")["association"] == "value_and_slope"
 
 
 def _prior(spec: Spec, key: str) -> float:
@@ -107,38 +118,23 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
         n_nodes=int(event["quadrature_nodes"]),
     )
     exact = np.nonzero(arrays.outcome == EVENT)[0]
-    row_patient = np.concatenate([arrays.node_patient, exact]).astype(int)
-    row_years = np.concatenate([arrays.node_years, arrays.end[exact]])
-    pos = set(patient_ids)
-    courses = cohort.treatments[cohort.treatments["patient_id"].isin(pos)]
-    exposure = progression._course_exposure(
-        courses,
-        np.asarray(patient_ids, dtype=object)[row_patient],
-        row_years,
-        base.coords["treatment"],
-    )
-    known = base.data["sural_known"].astype(bool)
-    reduced_known = (known & (base.data["sural_reduced"] == 1)).astype(float)
-    matrix = progression.exposure_matrix(
-        exposure,
-        reduced_known[row_patient],
-        len(base.coords["treatment"]),
-        spec.section("treatments"),
+    rows = hazard_rows(
+        cohort,
+        base,
+        spec,
+        np.concatenate([arrays.node_patient, exact]).astype(int),
+        np.concatenate([arrays.node_years, arrays.end[exact]]),
     )
     data = dict(base.data)
+    data.update(rows)
     data.update(
         {
             "event_entry_years": arrays.entry,
             "event_end_years": arrays.end,
             "event_lower_years": arrays.lower,
             "event_outcome": arrays.outcome,
-            "hazard_row_patient": row_patient,
-            "hazard_row_years": row_years,
             "hazard_node_weight": arrays.node_weight,
             "hazard_node_after_lower": arrays.node_after_lower,
-            "hazard_exposure": matrix,
-            "hazard_rituximab_years": np.asarray(exposure["rituximab_years"], float),
-            "hazard_rituximab_started": np.asarray(exposure["rituximab_started"], float),
             "hazard_covariate_index": np.asarray(
                 [covariates.index(c) for c in hazard_covariates], int
             ),
@@ -167,15 +163,109 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
     return Design(NAME, coords, data, dims, counts, base.standardisation, base.left_out_covariates)
 
 
-class _Points:
-    """Times at which a survival baseline gives its log hazard (its segment-end interface)."""
+def hazard_rows(
+    cohort: Cohort, base: Design, spec: Spec, row_patient: np.ndarray, row_years: np.ndarray
+) -> dict[str, np.ndarray]:
+    """What the log hazard reads at each row (a patient at a time), by design key.
 
-    def __init__(self, years: np.ndarray, grid: np.ndarray | None):
-        self.segment_stop = np.asarray(years, float)
-        if grid is None:
-            self.segment_piece = np.zeros(len(years), int)
-        else:
-            self.segment_piece = np.searchsorted(grid, self.segment_stop, side="right") - 1
+    Parameters
+    ----------
+    cohort : Cohort
+        The cohort (its treatment courses).
+    base : Design
+        The progression design of the cohort (patients, treatments, early-sural statuses).
+    spec : Spec
+        Resolved joint spec (``[treatments]``).
+    row_patient : numpy.ndarray of int
+        Patient index of each row.
+    row_years : numpy.ndarray
+        Time of each row (years since onset).
+
+    Returns
+    -------
+    dict
+        ``hazard_row_patient``, ``hazard_row_years``; ``hazard_exposure`` and
+        ``hazard_exposure_per_year`` (row, coefficient): the trajectory's exposures and
+        their derivatives in time; ``hazard_rituximab_years``, ``hazard_rituximab_started``.
+    """
+    patient_ids = list(base.coords["patient"])
+    courses = cohort.treatments[cohort.treatments["patient_id"].isin(set(patient_ids))]
+    exposure = progression._course_exposure(
+        courses,
+        np.asarray(patient_ids, dtype=object)[row_patient],
+        np.asarray(row_years, float),
+        base.coords["treatment"],
+    )
+    known = base.data["sural_known"].astype(bool)
+    reduced_known = (known & (base.data["sural_reduced"] == 1)).astype(float)[row_patient]
+    n_treatments = len(base.coords["treatment"])
+    tspec = spec.section("treatments")
+    return {
+        "hazard_row_patient": np.asarray(row_patient, int),
+        "hazard_row_years": np.asarray(row_years, float),
+        "hazard_exposure": progression.exposure_matrix(
+            exposure, reduced_known, n_treatments, tspec
+        ),
+        "hazard_exposure_per_year": progression.exposure_matrix(
+            progression.exposure_per_year(exposure), reduced_known, n_treatments, tspec
+        ),
+        "hazard_rituximab_years": np.asarray(exposure["rituximab_years"], float),
+        "hazard_rituximab_started": np.asarray(exposure["rituximab_started"], float),
+    }
+
+
+def event_inputs(data: dict[str, np.ndarray], spec: Spec) -> dict[str, np.ndarray]:
+    """The event part's model data (``pm.Data`` name -> value) from a design's arrays.
+
+    ``data`` holds the design keys of :func:`make_design` (those of :func:`hazard_rows`,
+    ``hazard_node_weight``, ``hazard_node_after_lower``, ``event_outcome``,
+    ``sural_known``): the rows are the quadrature nodes, then the exact events' times.
+    The model (:func:`build_model`) reads exactly these, so a cohort of the same structure
+    (or SBC's redrawn event times) only swaps them.
+    """
+    row_patient = np.asarray(data["hazard_row_patient"], int)
+    n_nodes = len(data["hazard_node_weight"])
+    known = np.asarray(data["sural_known"]).astype(bool)
+    out = {
+        name: np.asarray(data[name], float)
+        for name in (
+            "hazard_row_years",
+            "hazard_exposure",
+            "hazard_rituximab_started",
+            "hazard_rituximab_years",
+            "hazard_node_weight",
+            "hazard_node_after_lower",
+        )
+    }
+    out.update(
+        {
+            "hazard_row_patient": row_patient,
+            "hazard_node_patient": row_patient[:n_nodes],
+            "hazard_event_patient": row_patient[n_nodes:],
+            "event_unknown_sural_patient": np.nonzero(~known)[0],
+            "hazard_unknown_sural_row": np.nonzero(~known[row_patient])[0],
+            "event_patient_index": np.arange(len(known)),
+            "event_outcome_observed": np.asarray(data["event_outcome"], "int64"),
+        }
+    )
+    if has_slope_association(spec):
+        out["hazard_exposure_per_year"] = np.asarray(data["hazard_exposure_per_year"], float)
+    grid = hazard_grid(spec)
+    if grid is not None:
+        piece = np.searchsorted(grid, out["hazard_row_years"], side="right") - 1
+        out["hazard_row_piece"] = piece
+    return out
+
+
+class _Points:
+    """Times at which a survival baseline gives its log hazard (its segment-end interface).
+
+    The model's data of the rows' times, and of their baseline pieces (piecewise only).
+    """
+
+    def __init__(self, years: Any, piece: Any):
+        self.segment_stop = years
+        self.segment_piece = piece
 
 
 def build_model(design: Design, spec: Spec) -> pm.Model:
@@ -190,8 +280,11 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
     """
     with pm.Model(coords=progression.model_coords(design)) as model:
         trajectory = progression.add_trajectory(design, spec)
-        observed_score = progression.add_score(design, trajectory)
-        _add_event(design, spec, trajectory, observed_score, model)
+        progression.add_score(design, trajectory)
+        # the event part reads the scores as the score variable, not as its data: where
+        # the scores are drawn (prior and posterior predictive, SBC), the early-sural
+        # status of an unknown patient is weighed by the scores drawn with it
+        _add_event(design, spec, trajectory, model["score"], model)
     return model
 
 
@@ -199,29 +292,25 @@ def _add_event(
     design: Design,
     spec: Spec,
     trajectory: progression.Trajectory,
-    observed_score: Any,
+    score: Any,
     model: pm.Model,
 ) -> None:
-    """The event part, in the current model."""
-    d = design.data
-    event = spec.section("event")
-    grid = hazard_grid(spec)
-    row_patient = np.asarray(d["hazard_row_patient"], int)
-    row_years = np.asarray(d["hazard_row_years"], float)
-    n_nodes = len(d["hazard_node_weight"])
-    known = d["sural_known"].astype(bool)
-    unknown_patient = np.nonzero(~known)[0]
-    unknown_row = np.nonzero(~known[row_patient])[0]
+    """The event part, in the current model (``score``: the observed score variable).
 
-    years = pm.Data("hazard_row_years", row_years)
-    patient = pm.Data("hazard_row_patient", row_patient)
+    Every array of the cohort enters as ``pm.Data`` (:func:`event_inputs`: times,
+    quadrature weights, the rows' patients, which patients' early-sural status is
+    unknown), so the compiled model depends on the cohort's structure only and the compile
+    cache serves every cohort of it.
+    """
+    event = spec.section("event")
+    inputs = {name: pm.Data(name, value) for name, value in event_inputs(design.data, spec).items()}
+    any_unknown = bool(len(inputs["event_unknown_sural_patient"].get_value()))
+    years = inputs["hazard_row_years"]
+    patient = inputs["hazard_row_patient"]
     eta = (
         trajectory.level[patient]
         + trajectory.rate[patient] * years
-        + pt.dot(
-            pm.Data("hazard_exposure", np.asarray(d["hazard_exposure"], float)),
-            trajectory.coefficient,
-        )
+        + pt.dot(inputs["hazard_exposure"], trajectory.coefficient)
     )
     association = pm.Normal("association", 0.0, _prior(spec, "association_sd"))
     baseline = survival.baseline_from_priors(
@@ -233,8 +322,8 @@ def _add_event(
         log_scale_sd=_prior(spec, "weibull_log_scale_sd"),
         piece_dim="event_hazard_piece",
     )
-    points = _Points(row_years, grid)
-    log_h0 = baseline.log_hazard_at_segment_end(points, np.arange(len(row_years)))
+    points = _Points(years, inputs.get("hazard_row_piece"))
+    log_h0 = baseline.log_hazard_at_segment_end(points, slice(None))
     frailty = blocks.site_effect(
         "event_site_frailty",
         model["site_of_patient"],
@@ -248,26 +337,40 @@ def _add_event(
         beta = pm.Normal(
             "event_beta_covariate", 0.0, _prior(spec, "event_covariate_sd"), dims="event_covariate"
         )
-        columns = np.asarray(d["hazard_covariate_index"], int)
+        columns = np.asarray(design.data["hazard_covariate_index"], int)
         per_patient = per_patient + pt.dot(trajectory.covariates[:, columns], beta)
     event_rituximab = pm.Normal("event_rituximab", 0.0, _prior(spec, "event_rituximab_sd"))
-    rituximab_started = pm.Data(
-        "hazard_rituximab_started", np.asarray(d["hazard_rituximab_started"], float)
-    )
+    rituximab_started = inputs["hazard_rituximab_started"]
     log_hazard = (
         log_h0 + per_patient[patient] + event_rituximab * rituximab_started + association * eta
     )
     # under "reduced", for the rows of patients whose early-sural status is unknown
+    unknown_patient = inputs["event_unknown_sural_patient"]
+    unknown_row = inputs["hazard_unknown_sural_row"]
     shift = (
-        trajectory.rate_sural * row_years[unknown_row]
-        + trajectory.gamma_x * np.asarray(d["hazard_rituximab_years"], float)[unknown_row]
+        trajectory.rate_sural * years[unknown_row]
+        + trajectory.gamma_x * inputs["hazard_rituximab_years"][unknown_row]
     )
     log_hazard_reduced = log_hazard[unknown_row] + association * shift
-    if len(unknown_patient):
+    if has_slope_association(spec):
+        # the latent disability's rate of change at each row (logit per year), constant
+        # on each stretch between course starts
+        association_slope = pm.Normal(
+            "association_slope", 0.0, _prior(spec, "association_slope_sd")
+        )
+        slope = trajectory.rate[patient] + pt.dot(
+            inputs["hazard_exposure_per_year"], trajectory.coefficient
+        )
+        log_hazard = log_hazard + association_slope * slope
+        slope_shift = trajectory.rate_sural + trajectory.gamma_x * rituximab_started[unknown_row]
+        log_hazard_reduced = log_hazard_reduced + association_slope * (
+            slope[unknown_row] + slope_shift
+        )
+    if any_unknown:
         if_chosen, if_reduced = progression.score_loglik_by_status(
             trajectory.family,
             trajectory.layout,
-            observed_score,
+            score,
             trajectory.anchor,
             trajectory.visit_rate,
             trajectory.coefficient,
@@ -284,112 +387,134 @@ def _add_event(
     else:
         log_w_reduced = log_w_preserved = pt.zeros(0)
 
-    layout = _EventLayout(
-        n_patients=len(design.coords["patient"]),
-        n_nodes=n_nodes,
-        row_patient=row_patient,
-        node_weight=np.asarray(d["hazard_node_weight"], float),
-        node_after_lower=np.asarray(d["hazard_node_after_lower"], bool),
-        unknown_patient=unknown_patient,
-        unknown_row=unknown_row,
-    )
     pm.CustomDist(
         "end_of_follow_up",
-        pm.Data("event_patient_index", np.arange(layout.n_patients)),  # the output's length
+        inputs["event_patient_index"],  # the output's length
         log_hazard,
         log_hazard_reduced,
         log_w_reduced,
         log_w_preserved,
-        logp=layout.logp,
-        random=layout.random,
-        signature="(p),(r),(u),(q),(q)->(p)",
-        observed=pm.Data("event_outcome_observed", np.asarray(d["event_outcome"], "int64")),
+        inputs["hazard_node_weight"],
+        inputs["hazard_node_after_lower"],
+        inputs["hazard_node_patient"],
+        inputs["hazard_event_patient"],
+        unknown_patient,
+        unknown_row,
+        logp=_event_logp if any_unknown else _event_logp_all_known,
+        random=_event_random,
+        signature="(p),(r),(u),(q),(q),(n),(n),(n),(e),(q),(u)->(p)",
+        observed=inputs["event_outcome_observed"],
         dims=("patient",),
         dtype="int64",
     )
 
 
-class _EventLayout:
-    """Per-patient log-likelihood of the end of follow-up from the log hazard at each row."""
+def _per_patient(value, log_hazard, node_weight, after_lower, node_patient, event_patient, lib):
+    """Log-likelihood of each patient's outcome given the log hazard at every row.
 
-    def __init__(
-        self,
-        *,
-        n_patients: int,
-        n_nodes: int,
-        row_patient: np.ndarray,
-        node_weight: np.ndarray,
-        node_after_lower: np.ndarray,
-        unknown_patient: np.ndarray,
-        unknown_row: np.ndarray,
-    ):
-        self.n_patients = n_patients
-        self.n_nodes = n_nodes
-        self.row_patient = row_patient
-        self.node_patient = row_patient[:n_nodes]
-        self.event_patient = row_patient[n_nodes:]
-        self.node_weight = node_weight
-        self.node_after_lower = node_after_lower
-        self.unknown_patient = unknown_patient
-        self.unknown_row = unknown_row
+    Rows are the quadrature nodes (``node_weight``, ``after_lower`` 1 for the nodes after a
+    death's ``end_lower``, ``node_patient``) followed by the exact events' times
+    (``event_patient``). With ``lib`` numpy and no ``value``: each patient's cumulative
+    hazard over the time at risk.
+    """
+    n_patients = value.shape[0]
+    n_nodes = node_weight.shape[0]
+    hazard = node_weight * lib.exp(log_hazard[:n_nodes])
+    if lib is not pt:
+        total = np.zeros(n_patients)
+        np.add.at(total, node_patient, hazard)
+        return total
+    zeros = pt.zeros(n_patients)
+    h_before = pt.inc_subtensor(zeros[node_patient], hazard * (1.0 - after_lower))
+    h_after = pt.inc_subtensor(zeros[node_patient], hazard * after_lower)
+    at_event = pt.inc_subtensor(zeros[event_patient], log_hazard[n_nodes:])
+    interval = pt.log(-pt.expm1(-pt.maximum(h_after, 1e-300)))
+    return (
+        -h_before
+        + pt.switch(pt.eq(value, EVENT_IN_INTERVAL), interval, -h_after)
+        + pt.switch(pt.eq(value, EVENT), at_event, 0.0)
+    )
 
-    def _per_patient(self, value, log_hazard, lib):
-        """Log-likelihood of each patient's outcome given the log hazard at every row."""
-        hazard = self.node_weight * lib.exp(log_hazard[: self.n_nodes])
-        before = np.where(~self.node_after_lower)[0]
-        after = np.where(self.node_after_lower)[0]
-        if lib is pt:
-            zeros = pt.zeros(self.n_patients)
-            h_before = pt.inc_subtensor(zeros[self.node_patient[before]], hazard[before])
-            h_after = pt.inc_subtensor(zeros[self.node_patient[after]], hazard[after])
-            at_event = pt.inc_subtensor(zeros[self.event_patient], log_hazard[self.n_nodes :])
-            interval = pt.log(-pt.expm1(-pt.maximum(h_after, 1e-300)))
-            return (
-                -h_before
-                + pt.switch(pt.eq(value, EVENT_IN_INTERVAL), interval, -h_after)
-                + pt.switch(pt.eq(value, EVENT), at_event, 0.0)
-            )
-        h_total = np.zeros(self.n_patients)
-        np.add.at(h_total, self.node_patient, hazard)
-        return h_total
 
-    def logp(self, value, patients, log_hazard, log_hazard_reduced, log_w_reduced, log_w_preserved):
-        ll = self._per_patient(value, log_hazard, pt)
-        if not len(self.unknown_patient):
-            return ll
-        reduced = pt.set_subtensor(log_hazard[self.unknown_row], log_hazard_reduced)
-        ll_reduced = self._per_patient(value, reduced, pt)[self.unknown_patient]
-        mixed = pt.logaddexp(log_w_reduced + ll_reduced, log_w_preserved + ll[self.unknown_patient])
-        return pt.set_subtensor(ll[self.unknown_patient], mixed)
+def _event_logp(
+    value,
+    patients,
+    log_hazard,
+    log_hazard_reduced,
+    log_w_reduced,
+    log_w_preserved,
+    node_weight,
+    after_lower,
+    node_patient,
+    event_patient,
+    unknown_patient,
+    unknown_row,
+):
+    """Per-patient log-likelihood of the end of follow-up (early-sural status summed out)."""
+    layout = (node_weight, after_lower, node_patient, event_patient)
+    ll = _per_patient(value, log_hazard, *layout, pt)
+    reduced = pt.set_subtensor(log_hazard[unknown_row], log_hazard_reduced)
+    ll_reduced = _per_patient(value, reduced, *layout, pt)[unknown_patient]
+    mixed = pt.logaddexp(log_w_reduced + ll_reduced, log_w_preserved + ll[unknown_patient])
+    return pt.set_subtensor(ll[unknown_patient], mixed)
 
-    def random(
-        self,
-        patients,
+
+def _event_logp_all_known(value, patients, log_hazard, *rest):
+    """Per-patient log-likelihood of the end of follow-up when every status is known."""
+    node_weight, after_lower, node_patient, event_patient = rest[3:7]
+    return _per_patient(
+        value, log_hazard, node_weight, after_lower, node_patient, event_patient, pt
+    )
+
+
+def _event_random(
+    patients,
+    log_hazard,
+    log_hazard_reduced,
+    log_w_reduced,
+    log_w_preserved,
+    node_weight,
+    after_lower,
+    node_patient,
+    event_patient,
+    unknown_patient,
+    unknown_row,
+    rng=None,
+    size=None,
+):
+    """Events over each patient's observed time at risk (Poisson counts).
+
+    Their mean is the cumulative hazard from entry to the end of follow-up. Follow-up
+    that ended with the event is cut at it, so drawing "event or not" over the observed
+    time at risk would predict too few events for a model that is right; the cumulative
+    hazards, summed, are the number of events the model expects (the observed-against-
+    expected check of survival models). So the predictive draws are counts, not outcome
+    codes.
+    """
+    log_hazard = np.array(log_hazard, float)
+    unknown_patient = np.asarray(unknown_patient, int)
+    unknown_row = np.asarray(unknown_row, int)
+    if len(unknown_patient):
+        reduced = rng.random(len(unknown_patient)) < np.exp(np.asarray(log_w_reduced))
+        row_patient = np.concatenate(
+            [np.asarray(node_patient, int), np.asarray(event_patient, int)]
+        )
+        slot = np.searchsorted(unknown_patient, row_patient[unknown_row])
+        log_hazard[unknown_row] = np.where(
+            reduced[slot], np.asarray(log_hazard_reduced), log_hazard[unknown_row]
+        )
+    cumulative = _per_patient(
+        np.asarray(patients),
         log_hazard,
-        log_hazard_reduced,
-        log_w_reduced,
-        log_w_preserved,
-        rng=None,
-        size=None,
-    ):
-        """Events over each patient's observed time at risk (Poisson counts).
-
-        Their mean is the cumulative hazard from entry to the end of follow-up. Follow-up
-        that ended with the event is cut at it, so drawing "event or not" over the observed
-        time at risk would predict too few events for a model that is right; the cumulative
-        hazards, summed, are the number of events the model expects (the observed-against-
-        expected check of survival models). So the predictive draws are counts, not outcome
-        codes.
-        """
-        log_hazard = np.array(log_hazard, float)
-        if len(self.unknown_patient):
-            reduced = rng.random(len(self.unknown_patient)) < np.exp(np.asarray(log_w_reduced))
-            slot = np.searchsorted(self.unknown_patient, self.row_patient[self.unknown_row])
-            log_hazard[self.unknown_row] = np.where(
-                reduced[slot], np.asarray(log_hazard_reduced), log_hazard[self.unknown_row]
-            )
-        cumulative = self._per_patient(None, log_hazard, np)
-        return rng.poisson(cumulative).astype("int64")
+        np.asarray(node_weight, float),
+        np.asarray(after_lower, float),
+        np.asarray(node_patient, int),
+        np.asarray(event_patient, int),
+        np,
+    )
+    # a prior draw can put a hazard far beyond any cohort's (numpy refuses a mean of
+    # 1e19 or more): at 1e12 expected events the count says "certain" as well
+    return rng.poisson(np.minimum(cumulative, 1e12)).astype("int64")
 
 
 def finalise(tree: xr.DataTree, design: Design) -> xr.DataTree:

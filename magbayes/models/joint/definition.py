@@ -11,7 +11,7 @@ from typing import Any
 from magbayes.labels import Effect, score_name, vector_effects
 from magbayes.models import progression
 from magbayes.models.base import ModelDefinition, ModelFigure, prior_names
-from magbayes.models.joint import cohort_model, figures, predictions
+from magbayes.models.joint import cohort_model, figures, predictions, report, sbc
 from magbayes.models.joint.events import EVENT_REASONS
 from magbayes.spec_schema import increasing_from_zero, one_of, positive, positive_integer
 
@@ -23,6 +23,7 @@ OWN_RULES: dict[str, dict[str, Any]] = {
         "baseline": one_of(*cohort_model.BASELINES),
         "grid_years": increasing_from_zero(),
         "quadrature_nodes": positive_integer(),
+        "association": one_of(*cohort_model.ASSOCIATIONS),
     },
     "priors": {
         key: positive() for key in prior_names(cohort_model.DEFAULTS) if not key.endswith("_mean")
@@ -32,6 +33,7 @@ OWN_RULES: dict[str, dict[str, Any]] = {
 #: The event part's parameters, after the trajectory's in the summary.
 EVENT_VARS = (
     "association",
+    "association_slope",
     "event_rituximab",
     "event_beta_covariate",
     "event_site_frailty",
@@ -57,6 +59,17 @@ def effects(result: Any) -> list[Effect]:
             unit,
         ),
     )
+    if "association_slope" in post:
+        out.insert(
+            2,
+            Effect(
+                f"association: {event} per latent {score_name(result.spec)} logit per year "
+                "of current change [hazard]",
+                "association_slope",
+                {},
+                unit,
+            ),
+        )
     out.append(Effect(f"rituximab course started [{event} hazard]", "event_rituximab", {}, unit))
     out += vector_effects(
         post, "event_beta_covariate", "event_covariate", lambda c: f"{c} [{event} hazard]", unit
@@ -67,10 +80,16 @@ def effects(result: Any) -> list[Effect]:
 def methods_sentence(result: Any) -> str:
     """The joint model in one paragraph's sentence."""
     event = str(result.spec.section("event")["kind"]).replace("_", " ")
+    follows = "current latent disability (the association)"
+    if cohort_model.has_slope_association(result.spec):
+        follows = (
+            "current latent disability and its current rate of change (the associations "
+            "with the value and the slope)"
+        )
     return (
         progression.methods_sentence(result)
         + f" The time to {event} was modelled jointly, with a proportional-hazards model whose "
-        "log hazard rises with the patient's current latent disability (the association), "
+        f"log hazard rises with the patient's {follows}, "
         "so that informative dropout does not bias the trajectory; deaths known only between "
         "two contacts were interval-censored and the cumulative hazard was integrated by "
         "Gauss-Legendre quadrature."
@@ -90,6 +109,11 @@ DEFINITION = ModelDefinition(
     summary_vars=(*progression.SUMMARY_VARS, *EVENT_VARS),
     parameter_meanings={
         **progression.PARAMETER_MEANINGS,
+        "association": "log hazard ratio of the event per latent logit of current disability",
+        "association_slope": (
+            "log hazard ratio of the event per latent logit per year of the current change "
+            "in disability"
+        ),
         "event_site_frailty": "hospital log frailty of the event",
         "event_site_frailty_sd": "sd of the hospitals' log frailties of the event",
         "weibull_shape": "Weibull shape of the event's baseline hazard (1 = constant)",
@@ -112,5 +136,9 @@ DEFINITION = ModelDefinition(
         ModelFigure("event_check", "Events observed and predicted", cohort_model.plot_event_check),
     ),
     predict=predictions.predict,
+    timing=predictions.timing_contrast,
+    report_sections=report.report_sections,
+    simulation_options={"end_of_follow_up": True},
+    sbc_completion=sbc.EventTimeDraw,
     prediction_figure=figures.plot_patient,
 )

@@ -124,9 +124,38 @@ def event_arrays(
     lower = np.where(np.isfinite(lower) & (lower > entry) & (lower < end), lower, np.nan)
     outcome = np.where(is_event, np.where(np.isfinite(lower), EVENT_IN_INTERVAL, EVENT), CENSORED)
 
-    starts = _course_starts(cohort.treatments, patient_ids)
+    starts = course_starts(cohort.treatments, patient_ids)
+    return arrays_from_times(entry, end, lower, outcome, starts, breaks=breaks, n_nodes=n_nodes)
+
+
+def arrays_from_times(
+    entry: np.ndarray,
+    end: np.ndarray,
+    lower: np.ndarray,
+    outcome: np.ndarray,
+    starts: dict[int, np.ndarray],
+    *,
+    breaks: np.ndarray | None = None,
+    n_nodes: int = DEFAULT_NODES,
+) -> EventArrays:
+    """The event part's arrays from each patient's times.
+
+    :func:`event_arrays` reads the times from a cohort; SBC gives drawn event times.
+
+    Parameters
+    ----------
+    entry, end, lower : numpy.ndarray
+        Per patient (years since onset): start of the time at risk, end of follow-up, and
+        the earlier bound of an event in ``(lower, end]`` (NaN otherwise).
+    outcome : numpy.ndarray of int
+        Per patient: :data:`CENSORED`, :data:`EVENT` or :data:`EVENT_IN_INTERVAL`.
+    starts : dict
+        Patient index -> their treatment courses' starts (years since onset).
+    breaks, n_nodes
+        As for :func:`event_arrays`.
+    """
     node_patient, node_years, node_weight, node_after = [], [], [], []
-    for i in range(len(patient_ids)):
+    for i in range(len(entry)):
         cuts = np.concatenate([starts.get(i, []), [lower[i]]])
         edges, years, weight = stretch_nodes(entry[i], end[i], cuts, breaks, n_nodes)
         node_years.append(years.ravel())
@@ -144,10 +173,10 @@ def event_arrays(
         node_patient_all = np.zeros(0, int)
         node_after_all = np.zeros(0, bool)
     return EventArrays(
-        entry=entry,
-        end=end,
-        lower=lower,
-        outcome=outcome.astype(int),
+        entry=np.asarray(entry, float),
+        end=np.asarray(end, float),
+        lower=np.asarray(lower, float),
+        outcome=np.asarray(outcome).astype(int),
         node_patient=node_patient_all,
         node_years=node_years_all,
         node_weight=node_weight_all,
@@ -199,7 +228,7 @@ def stretch_nodes(
     return edges, a + half * (x + 1.0), half * w
 
 
-def _course_starts(treatments: pd.DataFrame, patient_ids: list[str]) -> dict[int, np.ndarray]:
+def course_starts(treatments: pd.DataFrame, patient_ids: list[str]) -> dict[int, np.ndarray]:
     """Start of each patient's treatment courses (years since onset), by patient index."""
     pos = {pid: i for i, pid in enumerate(patient_ids)}
     courses = treatments[treatments["patient_id"].isin(pos)]

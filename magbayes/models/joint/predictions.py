@@ -10,10 +10,12 @@ The event (death, or death or loss to follow-up) has the joint model's hazard
     h_i(t) = h_0(t)\,\exp\big(\alpha\,\eta_i(t) + w_{s(i)} + z_i^\top\beta_{\mathrm{event}}
         + \beta_{\mathrm{rtx}}\,n_{i,\mathrm{rtx}}(t)\big),
 
-so the event depends on the trajectory that each strategy gives (current-value
-association). The prediction is the probability of being event-free at :math:`t` given
-event-free at the time of prediction :math:`t_0` (the patient's last visit, or their end of
-follow-up when it came later without the event),
+so the event depends on the trajectory that each strategy gives (current-value association;
+with ``[event] association = "value_and_slope"`` the log hazard also has
+:math:`\alpha_{\mathrm{slope}}\,\eta_i'(t)`, as in the fit). The prediction is the
+probability of being event-free at :math:`t` given event-free at the time of prediction
+:math:`t_0` (the patient's last visit, or their end of follow-up when it came later without
+the event),
 
 .. math::
 
@@ -55,7 +57,7 @@ from magbayes.models.joint.events import (
 )
 from magbayes.models.patient_context import fitted_covariates, new_site_offsets
 from magbayes.models.progression import predictions as progression
-from magbayes.models.progression.predictions import Exposure, Population, latent
+from magbayes.models.progression.predictions import Exposure, Population, latent, latent_rate
 from magbayes.models.worsening.predictions import Baseline
 
 
@@ -126,12 +128,18 @@ class JointPredictor(progression.Predictor):
         self,
         population: Population,
         offset: np.ndarray,
-        eta: np.ndarray,
+        trajectory: tuple[np.ndarray, np.ndarray, np.ndarray],
         years: np.ndarray,
         exposure: Exposure,
     ) -> np.ndarray:
-        """``log h(t)`` at ``years`` for latent draws ``eta`` (sample, [candidate,] time)."""
+        """``log h(t)`` at ``years`` (sample, [candidate,] time).
+
+        ``trajectory`` is ``(level, rate, reduced)``, each ``(sample, [candidate])``: the
+        latent disability at ``years`` (and, with ``[event] association =
+        "value_and_slope"``, its rate of change) comes from them and ``exposure``.
+        """
         p = population
+        eta = latent(p, *trajectory, years, exposure)
         extra = eta.ndim - 2
         n = p.n_samples
 
@@ -147,7 +155,17 @@ class JointPredictor(progression.Predictor):
             + np.asarray(offset)[..., None]
             + per_draw(p.get("event_rituximab")) * exposure.rituximab_started
             + per_draw(p.params["association"]) * eta
+            + self._slope_term(p, trajectory, exposure, per_draw)
         )
+
+    @staticmethod
+    def _slope_term(population, trajectory, exposure, per_draw) -> np.ndarray | float:
+        """``association_slope`` times the latent rate of change; 0 without that option."""
+        if "association_slope" not in population.params:
+            return 0.0
+        level, rate, reduced = trajectory
+        slope = latent_rate(population, rate, reduced, exposure)
+        return per_draw(population.params["association_slope"]) * slope
 
     def stretch_hazards(
         self,
@@ -189,8 +207,7 @@ class JointPredictor(progression.Predictor):
             return edges, np.zeros((*np.shape(level), 0))
         at = years.ravel()
         exposure = Exposure.of(courses, at, population.treatments)
-        eta = latent(population, level, rate, reduced, at, exposure)
-        log_h = self._log_hazard(population, offset, eta, at, exposure)
+        log_h = self._log_hazard(population, offset, (level, rate, reduced), at, exposure)
         per_node = np.exp(log_h) * weight.ravel()
         return edges, per_node.reshape(*per_node.shape[:-1], *years.shape).sum(axis=-1)
 
@@ -222,8 +239,8 @@ class JointPredictor(progression.Predictor):
             level, rate, reduced, offset = draws
             at = np.array([end])
             exposure = Exposure.of(courses, at, population.treatments)
-            eta = latent(population, level, rate, reduced, at, exposure)
-            ll = ll + self._log_hazard(population, offset, eta, at, exposure)[..., 0]
+            trajectory = (level, rate, reduced)
+            ll = ll + self._log_hazard(population, offset, trajectory, at, exposure)[..., 0]
         return ll
 
     # ------------------------------------------------------------------ fitted patients
@@ -471,3 +488,15 @@ def predict(
         }
     )
     return out
+
+
+def timing_contrast(result: Any, cohort: Any, *, seed: int = 0) -> xr.Dataset:
+    """Prompt against delayed rituximab on the joint fit's trajectory, per posterior draw.
+
+    The progression model's answer (:func:`magbayes.models.progression.predictions.
+    timing_contrast`: expected score and P(disabled) at its horizon, prompt minus delayed,
+    by early-sural group) from the joint posterior, whose trajectory is corrected for
+    informative dropout, with unknown early-sural statuses drawn given the scores and the
+    end of follow-up.
+    """
+    return progression.timing_contrast(result, cohort, seed=seed, predictor_type=JointPredictor)

@@ -276,9 +276,9 @@ def _course_exposure(
     -------
     dict
         ``treatment_years`` and ``treatment_started`` (visit, treatment), and
-        ``rituximab_years``, ``rituximab_started``, ``later_line_years`` (visit,) in years
-        (``*_started``: number of courses started by the visit); ``ignored``: courses of a
-        treatment that is not modelled.
+        ``rituximab_years``, ``rituximab_started``, ``later_line_years``,
+        ``later_line_started`` (visit,) in years (``*_started``: number of courses started
+        by the visit); ``ignored``: courses of a treatment that is not modelled.
     """
     n_visits = len(years)
     out = {
@@ -287,6 +287,7 @@ def _course_exposure(
         "rituximab_years": np.zeros(n_visits),
         "rituximab_started": np.zeros(n_visits),
         "later_line_years": np.zeros(n_visits),
+        "later_line_started": np.zeros(n_visits),
     }
     is_rituximab = (courses["treatment"] == "rituximab").to_numpy()
     column = courses["treatment"].map({t: k for k, t in enumerate(modelled)})
@@ -317,6 +318,26 @@ def _course_exposure(
     np.add.at(out["treatment_started"], (visit[other], column[course[other]]), started[other])
     later = courses["line"].to_numpy(int)[course] >= 2
     np.add.at(out["later_line_years"], visit[later], since[later])
+    np.add.at(out["later_line_started"], visit[later], started[later])
+    return out
+
+
+def exposure_per_year(exposure: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """How fast each exposure of :func:`_course_exposure` grows: its derivative in time.
+
+    Years since a course started grow by 1 a year once it has started, so the derivative
+    of each ``*_years`` is the number of courses started (``*_started``); the counts of
+    courses started are steps, with derivative 0 between course starts. Passed to
+    :func:`exposure_matrix`, the result gives the rate of change of the latent disability
+    that the treatments add (per year, between course starts).
+    """
+    out = {
+        "treatment_years": np.asarray(exposure["treatment_started"], float),
+        "rituximab_years": np.asarray(exposure["rituximab_started"], float),
+        "later_line_years": np.asarray(exposure["later_line_started"], float),
+    }
+    for name in ("treatment_started", "rituximab_started", "later_line_started"):
+        out[name] = np.zeros_like(np.asarray(exposure[name], float))
     return out
 
 

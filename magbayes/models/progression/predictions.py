@@ -155,6 +155,8 @@ class Exposure:
         (time, treatment): courses of each treatment started by then.
     rituximab_started : numpy.ndarray
         (time,): rituximab courses started by then.
+    later_line_started : numpy.ndarray
+        (time,): courses of line 2 or later started by then.
     """
 
     rate_columns: np.ndarray
@@ -162,6 +164,31 @@ class Exposure:
     later_line_years: np.ndarray
     started: np.ndarray
     rituximab_started: np.ndarray
+    later_line_started: np.ndarray
+
+    def per_year(self) -> Exposure:
+        """The exposures' derivatives in time (per year; ``progression.exposure_per_year``).
+
+        With it, :func:`latent` at ``level`` 0 and ``years`` 1 is the latent disability's
+        rate of change (logit per year) between course starts.
+        """
+        from magbayes.models.progression import exposure_per_year
+
+        out = exposure_per_year(
+            {
+                "treatment_started": self.started,
+                "rituximab_started": self.rituximab_started,
+                "later_line_started": self.later_line_started,
+            }
+        )
+        return Exposure(
+            out["treatment_years"],
+            out["rituximab_years"],
+            out["later_line_years"],
+            out["treatment_started"],
+            out["rituximab_started"],
+            out["later_line_started"],
+        )
 
     @classmethod
     def of(cls, courses: pd.DataFrame, years: np.ndarray, treatments: list[str]) -> Exposure:
@@ -178,6 +205,7 @@ class Exposure:
             out["later_line_years"],
             out["treatment_started"],
             out["rituximab_started"],
+            out["later_line_started"],
         )
 
 
@@ -229,6 +257,21 @@ def latent(
             eta = eta + per_draw(p.params["delta_treatment"] @ exposure.started.T)
         eta = eta + per_draw(p.get("delta_rituximab")) * exposure.rituximab_started
     return eta
+
+
+def latent_rate(
+    population: Population,
+    rate: np.ndarray,
+    reduced: np.ndarray,
+    exposure: Exposure,
+) -> np.ndarray:
+    """Rate of change of the latent disability ``(sample, [particle,] time)``, logit per year.
+
+    The derivative in time of :func:`latent` between course starts: the patient's rate
+    (``rate``, ``reduced`` as there) plus what the courses started by each time add.
+    """
+    ones = np.ones(len(exposure.rituximab_years))
+    return latent(population, np.zeros_like(rate), rate, reduced, ones, exposure.per_year())
 
 
 def cumulative_probabilities(population: Population, eta: np.ndarray) -> np.ndarray:
@@ -988,7 +1031,9 @@ def predict(
 TIMING_HORIZON_YEARS = 10.0
 
 
-def timing_contrast(result: Any, cohort: Any, *, seed: int = 0) -> xr.Dataset:
+def timing_contrast(
+    result: Any, cohort: Any, *, seed: int = 0, predictor_type: type | None = None
+) -> xr.Dataset:
     """Prompt against delayed rituximab for the cohort's patients, per posterior draw.
 
     Every patient of the fit is predicted at :data:`TIMING_HORIZON_YEARS` since onset
@@ -997,6 +1042,10 @@ def timing_contrast(result: Any, cohort: Any, *, seed: int = 0) -> xr.Dataset:
     P(disabled) is averaged over the patients of each early-sural group
     (standardisation): a patient whose status is unknown counts in the group of their
     status drawn in each posterior draw.
+
+    ``predictor_type``: the model's :class:`Predictor` (default this one); a model that
+    shares the trajectory (the joint model) passes its own, which draws unknown
+    early-sural statuses from what it also conditions on.
 
     Returns
     -------
@@ -1010,7 +1059,7 @@ def timing_contrast(result: Any, cohort: Any, *, seed: int = 0) -> xr.Dataset:
 
     by_name = {s.name: s for s in DEFAULT_STRATEGIES}
     prompt, delayed = by_name["prompt"], by_name["delayed"]
-    predictor = Predictor(result, cohort, seed=seed)
+    predictor = (predictor_type or Predictor)(result, cohort, seed=seed)
     score = predictor.score
     threshold = float(THRESHOLDS.get(score, 4))
     years = np.array([TIMING_HORIZON_YEARS])
