@@ -191,7 +191,8 @@ def test_joint_model_recovers_the_association_and_the_rate_under_informative_dro
         "slope": sim.truth["progression"]["slope"],
     }
     options = dict(JOINT_RUN, progress=False, prior_predictive=False)
-    trajectory_only = mb.fit(joint_cohort, "progression", **options).posterior["posterior"]
+    progression_fit = mb.fit(joint_cohort, "progression", **options)
+    trajectory_only = progression_fit.posterior["posterior"]
     bias = float(trajectory_only["slope"].mean()) - truth["slope"]
     for name, true in truth.items():
         hdi = az.hdi(post[name], prob=0.9)
@@ -199,6 +200,12 @@ def test_joint_model_recovers_the_association_and_the_rate_under_informative_dro
         assert low <= true <= high, (name, low, true, high, f"progression slope bias {bias:+.3f}")
     assert "end_of_follow_up" in joint.posterior["log_likelihood"]
     assert joint.posterior["posterior_predictive"]["end_of_follow_up"].sizes["patient"] == 90
+    # magbayes compare: the joint model's scores against the progression model's, by PSIS-LOO
+    from magbayes.report.compare import compare_fits
+
+    table = compare_fits({"joint": joint, "progression": progression_fit}).table
+    assert set(table["model"]) == {"joint", "progression"}
+    assert table["n_observations"].nunique() == 1
 
 
 def test_answer_fits_the_joint_model_only_with_the_end_of_follow_up(dropout_sim):
