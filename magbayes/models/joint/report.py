@@ -19,6 +19,9 @@ import xarray as xr
 from magbayes.labels import score_name
 from magbayes.models.base import ReportSection
 
+#: What a ratio above 1 means, by ``[event] kind``.
+_SOONER = {"death": "die", "death_or_dropout": "die or are lost to follow-up"}
+
 
 def _row(what: str, log_ratio: xr.DataArray, prob: float) -> dict[str, str]:
     """One row: the hazard ratio's mean and HDI, and P(log ratio > 0) with its MCSE."""
@@ -68,9 +71,9 @@ def report_sections(result: Any) -> list[ReportSection]:
     paragraphs = [
         f"The hazard of {event} rises with the patient's current latent disability: the "
         "association, as a hazard ratio (the exponential of its draws). A ratio above 1 "
-        "means that the more disabled die, or leave, sooner, which is the informative "
-        "dropout the joint model corrects the trajectory for; with a ratio near 1 the "
-        "trajectory is the progression model's."
+        f"means that the more disabled {_SOONER[result.spec.section('event')['kind']]} "
+        "sooner, which is the informative dropout the joint model corrects the trajectory "
+        "for; with a ratio near 1 the trajectory is the progression model's."
     ]
     if "posterior_predictive" in result.posterior.children and "observed_data" in (
         result.posterior.children
