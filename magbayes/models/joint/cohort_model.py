@@ -32,7 +32,7 @@ is the patient's joint log-likelihood.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pymc as pm
@@ -46,6 +46,7 @@ from magbayes.models.base import Design, shipped_defaults
 from magbayes.models.joint.events import (
     EVENT,
     EVENT_IN_INTERVAL,
+    EventArrays,
     entry_years,
     event_arrays,
 )
@@ -117,28 +118,10 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
         breaks=hazard_grid(spec),
         n_nodes=int(event["quadrature_nodes"]),
     )
-    exact = np.nonzero(arrays.outcome == EVENT)[0]
-    rows = hazard_rows(
-        cohort,
-        base,
-        spec,
-        np.concatenate([arrays.node_patient, exact]).astype(int),
-        np.concatenate([arrays.node_years, arrays.end[exact]]),
-    )
     data = dict(base.data)
-    data.update(rows)
-    data.update(
-        {
-            "event_entry_years": arrays.entry,
-            "event_end_years": arrays.end,
-            "event_lower_years": arrays.lower,
-            "event_outcome": arrays.outcome,
-            "hazard_node_weight": arrays.node_weight,
-            "hazard_node_after_lower": arrays.node_after_lower,
-            "hazard_covariate_index": np.asarray(
-                [covariates.index(c) for c in hazard_covariates], int
-            ),
-        }
+    data.update(event_part_data(cohort, base, spec, arrays))
+    data["hazard_covariate_index"] = np.asarray(
+        [covariates.index(c) for c in hazard_covariates], int
     )
     dims = dict(base.dims)
     dims.update(
@@ -161,6 +144,36 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
     counts["censored at the end of follow-up"] = int((arrays.outcome == 0).sum())
     counts["years at risk"] = round(float((arrays.end - arrays.entry).sum()), 1)
     return Design(NAME, coords, data, dims, counts, base.standardisation, base.left_out_covariates)
+
+
+def event_part_data(
+    cohort: Cohort, base: Design, spec: Spec, arrays: EventArrays
+) -> dict[str, np.ndarray]:
+    """The design keys of the event part for these event arrays.
+
+    The hazard's rows are the quadrature nodes, then the exact events' times
+    (:func:`hazard_rows`); with each patient's entry, end, lower bound and outcome, and the
+    nodes' weights. :func:`make_design` takes the cohort's; SBC those of drawn times.
+    """
+    exact = np.nonzero(arrays.outcome == EVENT)[0]
+    out = hazard_rows(
+        cohort,
+        base,
+        spec,
+        np.concatenate([arrays.node_patient, exact]).astype(int),
+        np.concatenate([arrays.node_years, arrays.end[exact]]),
+    )
+    out.update(
+        {
+            "event_entry_years": arrays.entry,
+            "event_end_years": arrays.end,
+            "event_lower_years": arrays.lower,
+            "event_outcome": arrays.outcome,
+            "hazard_node_weight": arrays.node_weight,
+            "hazard_node_after_lower": arrays.node_after_lower,
+        }
+    )
+    return out
 
 
 def hazard_rows(
@@ -436,52 +449,71 @@ def _per_patient(value, log_hazard, node_weight, after_lower, node_patient, even
     )
 
 
-def _event_logp(
-    value,
-    patients,
-    log_hazard,
-    log_hazard_reduced,
-    log_w_reduced,
-    log_w_preserved,
-    node_weight,
-    after_lower,
-    node_patient,
-    event_patient,
-    unknown_patient,
-    unknown_row,
-):
+class _EventInputs(NamedTuple):
+    """The inputs of ``end_of_follow_up``'s distribution, in the order of its signature."""
+
+    patients: Any
+    log_hazard: Any
+    log_hazard_reduced: Any
+    log_w_reduced: Any
+    log_w_preserved: Any
+    node_weight: Any
+    after_lower: Any
+    node_patient: Any
+    event_patient: Any
+    unknown_patient: Any
+    unknown_row: Any
+
+    def per_patient(self, value, log_hazard, lib):
+        """:func:`_per_patient` with these rows."""
+        layout = (self.node_weight, self.after_lower, self.node_patient, self.event_patient)
+        return _per_patient(value, log_hazard, *layout, lib)
+
+
+def _event_logp(value, *inputs):
     """Per-patient log-likelihood of the end of follow-up (early-sural status summed out)."""
-    layout = (node_weight, after_lower, node_patient, event_patient)
-    ll = _per_patient(value, log_hazard, *layout, pt)
-    reduced = pt.set_subtensor(log_hazard[unknown_row], log_hazard_reduced)
-    ll_reduced = _per_patient(value, reduced, *layout, pt)[unknown_patient]
-    mixed = pt.logaddexp(log_w_reduced + ll_reduced, log_w_preserved + ll[unknown_patient])
-    return pt.set_subtensor(ll[unknown_patient], mixed)
+    e = _EventInputs(*inputs)
+    ll = e.per_patient(value, e.log_hazard, pt)
+    reduced = pt.set_subtensor(e.log_hazard[e.unknown_row], e.log_hazard_reduced)
+    ll_reduced = e.per_patient(value, reduced, pt)[e.unknown_patient]
+    mixed = pt.logaddexp(e.log_w_reduced + ll_reduced, e.log_w_preserved + ll[e.unknown_patient])
+    return pt.set_subtensor(ll[e.unknown_patient], mixed)
 
 
-def _event_logp_all_known(value, patients, log_hazard, *rest):
+def _event_logp_all_known(value, *inputs):
     """Per-patient log-likelihood of the end of follow-up when every status is known."""
-    node_weight, after_lower, node_patient, event_patient = rest[3:7]
-    return _per_patient(
-        value, log_hazard, node_weight, after_lower, node_patient, event_patient, pt
-    )
+    e = _EventInputs(*inputs)
+    return e.per_patient(value, e.log_hazard, pt)
 
 
-def _event_random(
-    patients,
-    log_hazard,
-    log_hazard_reduced,
-    log_w_reduced,
-    log_w_preserved,
-    node_weight,
-    after_lower,
-    node_patient,
-    event_patient,
-    unknown_patient,
-    unknown_row,
-    rng=None,
-    size=None,
-):
+def with_drawn_status(
+    log_hazard: np.ndarray,
+    log_hazard_reduced: np.ndarray,
+    log_w_reduced: np.ndarray,
+    row_patient: np.ndarray,
+    unknown_patient: np.ndarray,
+    unknown_row: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The log hazard at every row, each unknown early-sural status drawn.
+
+    A patient whose status is unknown is "reduced" with probability
+    ``exp(log_w_reduced)`` (given their scores); their rows (``unknown_row``) then take
+    ``log_hazard_reduced``. Used by the predictive draws and by SBC's event times.
+    """
+    log_hazard = np.array(log_hazard, float)
+    unknown_patient = np.asarray(unknown_patient, int)
+    unknown_row = np.asarray(unknown_row, int)
+    if len(unknown_patient):
+        reduced = rng.random(len(unknown_patient)) < np.exp(np.asarray(log_w_reduced))
+        slot = np.searchsorted(unknown_patient, np.asarray(row_patient, int)[unknown_row])
+        log_hazard[unknown_row] = np.where(
+            reduced[slot], np.asarray(log_hazard_reduced), log_hazard[unknown_row]
+        )
+    return log_hazard
+
+
+def _event_random(*inputs, rng=None, size=None):
     """Events over each patient's observed time at risk (Poisson counts).
 
     Their mean is the cumulative hazard from entry to the end of follow-up. Follow-up
@@ -491,27 +523,21 @@ def _event_random(
     expected check of survival models). So the predictive draws are counts, not outcome
     codes.
     """
-    log_hazard = np.array(log_hazard, float)
-    unknown_patient = np.asarray(unknown_patient, int)
-    unknown_row = np.asarray(unknown_row, int)
-    if len(unknown_patient):
-        reduced = rng.random(len(unknown_patient)) < np.exp(np.asarray(log_w_reduced))
-        row_patient = np.concatenate(
-            [np.asarray(node_patient, int), np.asarray(event_patient, int)]
-        )
-        slot = np.searchsorted(unknown_patient, row_patient[unknown_row])
-        log_hazard[unknown_row] = np.where(
-            reduced[slot], np.asarray(log_hazard_reduced), log_hazard[unknown_row]
-        )
-    cumulative = _per_patient(
-        np.asarray(patients),
-        log_hazard,
-        np.asarray(node_weight, float),
-        np.asarray(after_lower, float),
-        np.asarray(node_patient, int),
-        np.asarray(event_patient, int),
-        np,
+    e = _EventInputs(*(np.asarray(x) for x in inputs))
+    row_patient = np.concatenate([e.node_patient, e.event_patient]).astype(int)
+    log_hazard = with_drawn_status(
+        e.log_hazard,
+        e.log_hazard_reduced,
+        e.log_w_reduced,
+        row_patient,
+        e.unknown_patient,
+        e.unknown_row,
+        rng,
     )
+    e = e._replace(
+        node_patient=e.node_patient.astype(int), event_patient=e.event_patient.astype(int)
+    )
+    cumulative = e.per_patient(e.patients, log_hazard, np)
     # a prior draw can put a hazard far beyond any cohort's (numpy refuses a mean of
     # 1e19 or more): at 1e12 expected events the count says "certain" as well
     return rng.poisson(np.minimum(cumulative, 1e12)).astype("int64")

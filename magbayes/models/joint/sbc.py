@@ -36,8 +36,10 @@ from magbayes.cohort.tables import Cohort
 from magbayes.models.base import Design
 from magbayes.models.joint.cohort_model import (
     event_inputs,
+    event_part_data,
     hazard_grid,
     hazard_rows,
+    with_drawn_status,
 )
 from magbayes.models.joint.events import (
     CENSORED,
@@ -147,13 +149,15 @@ class EventTimeDraw:
             ``end_of_follow_up`` (outcome codes) and every ``pm.Data`` of the event part
             (:func:`~magbayes.models.joint.cohort_model.event_inputs`), by name.
         """
-        log_hazard = np.array(values[0], float)
-        if len(self.unknown_patient):
-            reduced = rng.random(len(self.unknown_patient)) < np.exp(np.asarray(values[2]))
-            slot = np.searchsorted(self.unknown_patient, self.node_patient[self.unknown_row])
-            log_hazard[self.unknown_row] = np.where(
-                reduced[slot], np.asarray(values[1]), log_hazard[self.unknown_row]
-            )
+        log_hazard = with_drawn_status(
+            values[0],
+            values[1],
+            values[2],
+            self.node_patient,
+            self.unknown_patient,
+            self.unknown_row,
+            rng,
+        )
         end, outcome = self.event_times(log_hazard, rng.exponential(size=len(self.entry)))
         return self.refit_data(end, outcome)
 
@@ -214,24 +218,8 @@ class EventTimeDraw:
             breaks=hazard_grid(self.spec),
             n_nodes=int(self.spec.section("event")["quadrature_nodes"]),
         )
-        exact = np.nonzero(outcome == EVENT)[0]
         drawn = dict(self.design.data)
-        drawn.update(
-            hazard_rows(
-                self.cohort,
-                self.design,
-                self.spec,
-                np.concatenate([arrays.node_patient, exact]).astype(int),
-                np.concatenate([arrays.node_years, end[exact]]),
-            )
-        )
-        drawn.update(
-            {
-                "hazard_node_weight": arrays.node_weight,
-                "hazard_node_after_lower": arrays.node_after_lower,
-                "event_outcome": outcome,
-            }
-        )
+        drawn.update(event_part_data(self.cohort, self.design, self.spec, arrays))
         out = event_inputs(drawn, self.spec)
         out.pop("event_outcome_observed")  # the observed variable's data, swapped as such
         out["end_of_follow_up"] = outcome.astype("int64")

@@ -174,14 +174,20 @@ class Exposure:
         """
         from magbayes.models.progression import exposure_per_year
 
-        out = exposure_per_year(
-            {
-                "treatment_started": self.started,
-                "rituximab_started": self.rituximab_started,
-                "later_line_started": self.later_line_started,
-            }
+        return Exposure.from_columns(
+            exposure_per_year(
+                {
+                    "treatment_started": self.started,
+                    "rituximab_started": self.rituximab_started,
+                    "later_line_started": self.later_line_started,
+                }
+            )
         )
-        return Exposure(
+
+    @classmethod
+    def from_columns(cls, out: dict[str, np.ndarray]) -> Exposure:
+        """From the columns of ``progression._course_exposure`` (or their derivatives)."""
+        return cls(
             out["treatment_years"],
             out["rituximab_years"],
             out["later_line_years"],
@@ -198,15 +204,7 @@ class Exposure:
         years = np.asarray(years, float)
         patient = np.full(len(years), "patient", dtype=object)
         table = courses.assign(patient_id="patient")
-        out = _course_exposure(table, patient, years, treatments)
-        return cls(
-            out["treatment_years"],
-            out["rituximab_years"],
-            out["later_line_years"],
-            out["treatment_started"],
-            out["rituximab_started"],
-            out["later_line_started"],
-        )
+        return cls.from_columns(_course_exposure(table, patient, years, treatments))
 
 
 def latent(
