@@ -7,12 +7,16 @@ at every call, and numba cannot keep them on disk because they refer to function
 run time. For the 47-patient progression model that was about 15 of the 35 seconds of a fit,
 and nutpie's handling of data inputs (``pm.Data``) makes it longer still (docs/performance.md).
 
-Here the same two callbacks are made from source text registered with PyTensor's numba cache
-(:mod:`pytensor.link.numba.cache`), and they do not depend on the cohort:
+Here the log-density callback is made from source text registered with PyTensor's numba
+cache (:mod:`pytensor.link.numba.cache`), and it does not depend on the cohort. The expand
+callback only copies the draw, and is the same for every model: the constrained parameters
+and deterministics are computed after sampling, from all draws at once and with nothing
+compiled (:func:`sample_compiled`, :mod:`magbayes.traced`). Compiling them into a second
+callback took about a fifth of the first fit of the progression model on a machine.
 
 - **the cohort's data are inputs, not constants.** The models hold their cohort arrays as
   ``pm.Data``, and PyMC makes the length of every dimension a shared variable. The compiled
-  functions take all of these as inputs, and the flat parameter vector is cut into
+  function takes all of these as inputs, and the flat parameter vector is cut into
   parameters by an int64 ``layout`` input (their sizes and shapes), so nothing in
   the machine code depends on the cohort's values or sizes. The callbacks read the arrays
   from a table of addresses and shapes that nutpie passes them (its ``user_data``).
@@ -24,7 +28,7 @@ Here the same two callbacks are made from source text registered with PyTensor's
 
 So a later fit of any cohort with the same structure (same spec, same kinds of data: which
 covariates have missing values, whether some early-sural statuses are unknown...), with
-any seed and in any process, loads both callbacks from disk and skips PyTensor's graph
+any seed and in any process, loads the callback from disk and skips PyTensor's graph
 rewriting as well; only the initial-point function and the parameter layout are rebuilt.
 The compiled model's ``with_data`` swaps data without compiling (SBC's refits).
 
@@ -34,7 +38,7 @@ compute what ``nutpie.compile_pymc_model``'s do (a test compares log density and
 
 **Reproducibility.** A model loaded from the cache runs the very machine code that was stored,
 so every fit that loads it draws the same numbers for a given seed. The fit that compiles it
-can differ from them in the last bits: in that process the callbacks may call the functions
+can differ from them in the last bits: in that process the callback may call the functions
 numba has just compiled rather than their stored copies, and a few thousand leapfrog steps
 amplify a last-bit difference into different (equally valid) draws. This was already so
 before the cache, between a fit that compiled PyTensor's pieces and one that loaded them.
@@ -54,8 +58,8 @@ half-written entry. Each file is also written to a temporary name and renamed
 compile directory where no lock file can be made, the processes compile side by side and
 the last rename wins.
 
-**Damaged entries.** The index entry records the SHA-256 of numba's files of both
-callbacks. An entry that cannot be read, that lacks a key, whose inputs differ, or whose
+**Damaged entries.** The index entry records the SHA-256 of numba's files of the
+log-density callback. An entry that cannot be read, that lacks a key, whose inputs differ, or whose
 numba files no longer have those digests (truncated, overwritten) is compiled again with a
 :class:`CompilePathWarning`, never loaded.
 
@@ -85,11 +89,11 @@ from typing import Any
 import numpy as np
 
 #: Bump when the callback source below or the index entry's content changes.
-CALLBACK_VERSION = "6"
+CALLBACK_VERSION = "7"
 
-# The callbacks read the model's data inputs from nutpie's ``user_data``: a table of int64
-# holding the number of parameters, the number of traced values, then for each input its
-# address and its shape. ``{read}`` unpacks the table (generated per model structure) and
+# The log-density callback reads the model's data inputs from nutpie's ``user_data``: a table
+# of int64 holding the number of parameters, the number of traced values, then for each input
+# its address and its shape. ``{read}`` unpacks the table (generated per model structure) and
 # packs the parameter vector and the inputs into the tuple ``arguments`` of the call.
 _LOGP_SOURCE = """
 def magbayes_logp(dim, x_, out_, logp_, user_data_):
@@ -114,24 +118,23 @@ def magbayes_logp(dim, x_, out_, logp_, user_data_):
     return 0
 """
 
-_EXPAND_SOURCE = """
-def magbayes_expand(dim, expanded, x_, out_, user_data_):
-    table = numba.carray(user_data_, (TABLE_SIZE,), np.int64)
-    if dim != table[0]:
+# nutpie's "expand" callback turns a draw into the values of the trace. It only copies the
+# draw (the unconstrained parameters): constrained parameters and deterministics are computed
+# after sampling, over all draws at once (``magbayes.traced``), so no model-specific code is
+# compiled for them. The same callback serves every model.
+_COPY_SOURCE = """
+def magbayes_copy(dim, expanded, x_, out_, user_data_):
+    if expanded != dim:
         return -1
-    if expanded != table[1]:
-        return -1
-    try:
-        x = numba.carray(x_, (dim,))
-        out = numba.carray(out_, (expanded,))
-{read}
-        (values,) = expand(*arguments)
-        for i in range(expanded):
-            out[i] = values[i]
-    except Exception:
-        return -2
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (dim,))
+    for i in range(dim):
+        out[i] = x[i]
     return 0
 """
+
+#: The copying callback's key in numba's cache (one entry for every model).
+_COPY_KEY = f"v{CALLBACK_VERSION}"
 
 
 #: What an index entry holds: the inputs' dtypes and dimensions, and the SHA-256 of each of
@@ -515,8 +518,18 @@ def _input_values(inputs: list[Any], updates: dict[str, Any] | None = None) -> l
 # ------------------------------------------------------------------------------ callbacks
 
 
-def _sources(specs: list[list[Any]]) -> tuple[str, str, dict[str, Any]]:
-    """Source of the two callbacks for inputs of these dtypes and dimensions, and globals."""
+def _parts(n_inputs: int) -> list[list[str]]:
+    """Names of the callback's arguments to the graph (``x``, ``in0``...), in tuples of 20.
+
+    A call or tuple display of more than 30 items compiles to a list turned into a tuple,
+    which numba cannot type: the arguments go in tuples of at most 20, added up.
+    """
+    names = ["x", *(f"in{number}" for number in range(n_inputs))]
+    return [names[start : start + 20] for start in range(0, len(names), 20)]
+
+
+def _sources(specs: list[list[Any]]) -> tuple[str, dict[str, Any]]:
+    """Source of the log-density callback for inputs of these dtypes and dimensions, and globals."""
     reads: list[str] = []
     env: dict[str, Any] = {}
     position = 2  # after the number of parameters and of traced values
@@ -530,15 +543,11 @@ def _sources(specs: list[list[Any]]) -> tuple[str, str, dict[str, Any]]:
         )
         position += 1 + ndim
     env["TABLE_SIZE"] = position
-    # A call or tuple display of more than 30 items compiles to a list turned into a
-    # tuple, which numba cannot type: the arguments go in tuples of at most 20, added up.
-    names = ["x", *(f"in{number}" for number in range(len(specs)))]
-    parts = [names[start : start + 20] for start in range(0, len(names), 20)]
+    parts = _parts(len(specs))
     for number, part in enumerate(parts):
         reads.append(f"        part{number} = ({', '.join(part)},)")
     reads.append("        arguments = " + " + ".join(f"part{n}" for n in range(len(parts))))
-    read = "\n".join(reads)
-    return _LOGP_SOURCE.replace("{read}", read), _EXPAND_SOURCE.replace("{read}", read), env
+    return _LOGP_SOURCE.replace("{read}", "\n".join(reads)), env
 
 
 def _callback(source: str, name: str, key: str | None, env: dict[str, Any], signature: Any) -> Any:
@@ -578,24 +587,31 @@ def _signatures() -> tuple[Any, Any]:
     return logp, expand
 
 
-def _callbacks(
-    key: str | None, specs: list[list[Any]], logp_inner: Any, expand_inner: Any
-) -> tuple:
-    """The log-density and expand callbacks of a model, compiled or loaded under ``key``.
+def _logp_callback(key: str | None, specs: list[list[Any]], graph: Any) -> Any:
+    """The log-density callback of a model, compiled or loaded under ``key``.
 
-    ``logp_inner(x, layout, *data) -> (logp, gradient)`` and ``expand_inner(x, layout,
-    *data) -> (values,)`` are the numba functions PyTensor compiled; on a cache hit numba
-    does not call them.
+    ``graph(x, layout, *data) -> (logp, gradient)`` is the numba function PyTensor made of
+    the log density and its gradient; on a cache hit numba does not look at it.
     """
-    logp_signature, expand_signature = _signatures()
-    logp_source, expand_source, env = _sources(specs)
-    logp = _callback(
-        logp_source, "magbayes_logp", key, {**env, "logp_and_gradient": logp_inner}, logp_signature
+    logp_signature, _ = _signatures()
+    source, env = _sources(specs)
+    return _callback(
+        source, "magbayes_logp", key, {**env, "logp_and_gradient": graph}, logp_signature
     )
-    expand = _callback(
-        expand_source, "magbayes_expand", key, {**env, "expand": expand_inner}, expand_signature
-    )
-    return logp, expand
+
+
+@functools.cache
+def _copy_callback() -> Any:
+    """Nutpie's expand callback for every model: it copies the draw (see ``_COPY_SOURCE``).
+
+    Compiled once per machine into numba's cache (under PyTensor's compile directory); when
+    its cached files cannot be read, it is compiled again without the cache.
+    """
+    _, signature = _signatures()
+    try:
+        return _callback(_COPY_SOURCE, "magbayes_copy", _COPY_KEY, {}, signature)
+    except Exception:  # noqa: BLE001 (numba unpickles its files: any error = damaged)
+        return _callback(_COPY_SOURCE, "magbayes_copy", None, {}, signature)
 
 
 def _not_compiled(*args: Any) -> Any:
@@ -610,16 +626,19 @@ def _compiled_model_class() -> type:
     """The compiled-model class of nutpie, with ``with_data`` for magbayes's data table."""
     from nutpie.compile_pymc import CompiledPyMCModel
 
+    @dataclasses.dataclass(frozen=True)
     class CachedPyMCModel(CompiledPyMCModel):
         """nutpie's compiled model whose callbacks read the data through magbayes's table.
 
         ``with_data(**{shared_name: values})`` gives the same compiled model on other data
-        (as nutpie's own ``with_data``); the shapes of parameters and traced values follow.
+        (as nutpie's own ``with_data``). Its expand callback copies the draw: sample it
+        with :func:`sample_compiled`, which adds the constrained parameters and
+        deterministics (``traced``, :class:`magbayes.traced.TracedValues`).
         """
 
-        def with_data(self, **updates: Any) -> Any:
-            import dataclasses
+        traced: Any = None
 
+        def with_data(self, **updates: Any) -> Any:
             inputs = self.shared_var_keys["inputs"]
             unknown = set(updates) - {var.name for var in inputs}
             if unknown:
@@ -633,18 +652,46 @@ def _compiled_model_class() -> type:
     return CachedPyMCModel
 
 
+def sample_compiled(compiled: Any, **options: Any) -> Any:
+    """``nutpie.sample(compiled, **options)``, with every traced value in the posterior.
+
+    A model from :func:`compile_for_nutpie` traces the sampled parameters only; their
+    constrained values and the deterministics are computed here from all draws at once,
+    and the seconds spent are the posterior's ``deterministics_time`` attribute. A model
+    compiled by nutpie itself is sampled as it is.
+
+    Parameters
+    ----------
+    compiled : nutpie.compile_pymc.CompiledPyMCModel
+        From :func:`compile_for_nutpie` (or ``nutpie.compile_pymc_model``).
+    **options
+        ``nutpie.sample``'s keyword arguments.
+
+    Returns
+    -------
+    xarray.DataTree
+        As ``nutpie.sample`` returns it for ``nutpie.compile_pymc_model``'s model.
+    """
+    import nutpie
+
+    tree = nutpie.sample(compiled, **options)
+    seconds = 0.0
+    if isinstance(compiled, _compiled_model_class()):
+        seconds = compiled.traced.complete(tree, compiled.shared_data["inputs"])
+    tree["posterior"].attrs["deterministics_time"] = seconds
+    return tree
+
+
 def _compiled_model(
     model: Any,
     var_names: Iterable[str] | None,
     inputs: list[Any],
     *,
     logp_callback: Any,
-    expand_callback: Any,
     logp_function: Any = None,
-    expand_function: Any = None,
     start: Mapping[str, Any] | None = None,
 ) -> Any:
-    """Wrap the two callbacks and this cohort's data in nutpie's compiled-model object.
+    """Wrap the callbacks and this cohort's data in nutpie's compiled-model object.
 
     ``start`` overrides the starting values of some variables (by name, constrained
     scale); the others start at their support point. All are jittered, as nutpie does.
@@ -656,6 +703,8 @@ def _compiled_model(
     )
     from pymc.initial_point import make_initial_point_fn
 
+    from magbayes.traced import TracedValues
+
     # the same initial points as nutpie.compile_pymc_model's defaults, unless overridden
     point = make_initial_point_fn(
         model=model,
@@ -666,7 +715,6 @@ def _compiled_model(
     )
     layout = _layout(model, var_names, point(0))
     names, slices, shapes = layout["names"], layout["slices"], layout["shapes"]
-    shape_info = (names, slices, shapes)
     n_free = len(model.free_RVs)
     initial_point = _rv_dict_to_flat_array_wrapper(
         _wrap_with_lock(point), names=names[:n_free], shapes=shapes[:n_free]
@@ -676,32 +724,37 @@ def _compiled_model(
         for rv in model.free_RVs
         if model.rvs_to_transforms.get(rv) is not None
     ]
-    dims, coords = _prepare_dims_and_coords(model, shape_info, reparameterized)
+    # dimension names of every traced value, as nutpie's own compiled model has them
+    dims, coords = _prepare_dims_and_coords(model, (names, slices, shapes), reparameterized)
+    traced = TracedValues(model, _remaining(model, var_names), inputs, dims, coords)
+    # nutpie traces the sampled parameters (the expand callback copies the draw)
+    sampled = (names[:n_free], slices[:n_free], shapes[:n_free])
     arrays = [layout["layout"], *_input_values(inputs)]
-    table, kept = _user_data(layout["n_dim"], layout["n_expanded"], arrays)
+    table, kept = _user_data(layout["n_dim"], layout["n_dim"], arrays)
     return _compiled_model_class()(
         _n_dim=layout["n_dim"],
-        dims=dims,
+        dims={name: dims[name] for name in sampled[0] if name in dims},
         _coords=coords,
-        _shapes={name: shape for name, shape in zip(names, shapes, strict=True)},
+        _shapes=dict(zip(sampled[0], sampled[2], strict=True)),
         compiled_logp_func=logp_callback,
-        compiled_expand_func=expand_callback,
+        compiled_expand_func=_copy_callback(),
         initial_point_func=initial_point,
         # the arrays the table points to (kept alive here) and the inputs' variables
         shared_data={"layout": kept[0], "inputs": kept[1:]},
         shared_var_keys={"inputs": inputs},
         user_data=table,
-        n_expanded=layout["n_expanded"],
-        shape_info=shape_info,
+        n_expanded=layout["n_dim"],
+        shape_info=sampled,
         logp_func=logp_function,
-        expand_func=expand_function,
-        reparameterized_names=reparameterized,
+        expand_func=None,
+        reparameterized_names=[],
+        traced=traced,
     )
 
 
 def _numba_files(key: str) -> list[Path]:
-    """The files numba stored for the two callbacks under ``key`` (index and data)."""
-    names = [f"magbayes-magbayes_{name}-{key}." for name in ("logp", "expand")]
+    """The files numba stored for the log-density callback under ``key`` (index and data)."""
+    names = [f"magbayes-magbayes_logp-{key}."]
     try:
         listing = sorted(numba_dir().iterdir())
     except OSError:
@@ -773,14 +826,12 @@ def _load(
         return None, problem
     try:
         # on a cache hit numba never looks at the body, so the inner functions are stand-ins
-        logp, expand = _callbacks(key, meta["inputs"], _not_compiled, _not_compiled)
+        logp = _logp_callback(key, meta["inputs"], _not_compiled)
     except numba.core.errors.NumbaError:
         return None, None  # not compiled for this machine's processor: compile it
     except Exception as err:  # noqa: BLE001 (numba unpickles its files: any error = damaged)
         return None, f"numba could not load its files ({type(err).__name__}: {err})"
-    compiled = _compiled_model(
-        model, var_names, inputs, logp_callback=logp, expand_callback=expand, start=start
-    )
+    compiled = _compiled_model(model, var_names, inputs, logp_callback=logp, start=start)
     return compiled, None
 
 
@@ -852,13 +903,13 @@ def _store(key: str, meta: dict[str, Any]) -> None:
         return
 
 
-def _functions(model: Any, var_names: Iterable[str] | None, inputs: list[Any]) -> tuple:
-    """PyTensor (numba) functions of the log density with its gradient, and of the trace.
+def _logp_function(model: Any, inputs: list[Any]) -> Any:
+    """PyTensor (numba) function of the log density with its gradient.
 
-    As ``nutpie.compile_pymc_model`` builds them, except that nothing depends on the
-    cohort's sizes or values: both take the flat parameter vector, an int64 ``layout``
-    (size of each sampled parameter, shape of those with 2+ dimensions) and the data
-    inputs, and return the same values as nutpie's.
+    As ``nutpie.compile_pymc_model`` builds it, except that nothing depends on the cohort's
+    sizes or values: it takes the flat parameter vector, an int64 ``layout`` (size of each
+    sampled parameter, shape of those with 2+ dimensions) and the data inputs, and returns
+    the same values as nutpie's.
     """
     import pytensor.tensor as pt
     from pymc.pytensorf import compile as compile_pymc
@@ -894,20 +945,13 @@ def _functions(model: Any, var_names: Iterable[str] | None, inputs: list[Any]) -
         if any(length is not None for length in value.type.shape):
             piece = pt.specify_shape(piece, value.type.shape)
         shaped.append(piece.astype(value.dtype))
-    remaining = _remaining(model, var_names)
-    # the trace: the sampled (unconstrained) parameters as they come, then the others
-    expanded = pt.concatenate(
-        [joined, *[pt.as_tensor(var, allow_xtensor_conversion=True).ravel() for var in remaining]]
-    )
     symbolic = [var.type(name=var.name) for var in inputs]
     replacements = dict(zip(values, shaped, strict=True))
     replacements.update(zip(inputs, symbolic, strict=True))
-    logp, gradient, expanded = clone_replace([logp, gradient, expanded], replacements)
+    logp, gradient = clone_replace([logp, gradient], replacements)
     arguments = [joined, layout, *symbolic]
     with model:
-        logp_fn = compile_pymc(arguments, [logp, gradient], mode="NUMBA", on_unused_input="ignore")
-        expand_fn = compile_pymc(arguments, [expanded], mode="NUMBA", on_unused_input="ignore")
-    return logp_fn, expand_fn
+        return compile_pymc(arguments, [logp, gradient], mode="NUMBA", on_unused_input="ignore")
 
 
 def _compile(
@@ -917,12 +961,12 @@ def _compile(
     inputs: list[Any],
     start: Mapping[str, Any] | None = None,
 ) -> Any:
-    """Compile the model's callbacks (into the cache unless ``key`` is None)."""
-    logp_fn, expand_fn = _functions(model, var_names, inputs)
-    if logp_fn.get_shared() or expand_fn.get_shared():
-        raise RuntimeError("a shared variable was left out of the compiled functions' inputs")
+    """Compile the model's log-density callback (into the cache unless ``key`` is None)."""
+    logp_fn = _logp_function(model, inputs)
+    if logp_fn.get_shared():
+        raise RuntimeError("a shared variable was left out of the compiled function's inputs")
     specs = _input_specs(inputs)
-    logp, expand = _callbacks(key, specs, _graph_function(logp_fn), _graph_function(expand_fn))
+    logp = _logp_callback(key, specs, _graph_function(logp_fn))
     if key is not None:
         _store(key, {"inputs": specs, "files": _file_digests(key)})
     return _compiled_model(
@@ -930,9 +974,7 @@ def _compile(
         var_names,
         inputs,
         logp_callback=logp,
-        expand_callback=expand,
         logp_function=logp_fn,
-        expand_function=expand_fn,
         start=start,
     )
 

@@ -30,10 +30,12 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
+from magbayes import model_draws
 from magbayes.atomic import jsonable
 from magbayes.cohort.tables import Cohort
 from magbayes.models import DEFAULT_MODEL, get_model, is_registered
 from magbayes.models.base import Design
+from magbayes.over_draws import vectorised_mode
 from magbayes.provenance import cohort_digest
 from magbayes.result import (
     ESS_BULK_MIN,
@@ -96,19 +98,6 @@ def resolve_spec(model: str | Path | Spec, overrides: dict | None = None) -> Spe
     builtin = spec.is_builtin and "covariates" not in (overrides or {})
     resolved = Spec(spec.model, data, path=spec.path, text=spec.text, is_builtin=builtin)
     return checked(resolved)
-
-
-def predictive_backend() -> str | None:
-    """PyTensor backend for posterior predictive draws: ``"c"`` when a C++ compiler is set up.
-
-    PyMC draws predictive values one posterior draw at a time, so the cost is the call, and
-    a call through PyTensor's C backend is cheaper than through numba: 1.0-1.2 s against
-    2.6-2.7 s for the 4,000 draws of the 47-patient progression default (docs/performance.md).
-    Without a compiler, PyMC's default.
-    """
-    import pytensor
-
-    return "c" if pytensor.config.cxx else None
 
 
 def prepare(cohort: Cohort, spec: Spec) -> tuple[Cohort, Design, pm.Model]:
@@ -360,7 +349,8 @@ def augment(
     The outcome's pointwise log-likelihood (for PSIS-LOO), posterior predictive draws of
     the outcome, prior draws of the population-level parameters (for prior/posterior
     plots) and the design as ``constant_data``; then the model's ``finalise`` lays the
-    groups out for reading.
+    groups out for reading. Each is computed over all draws at once, with nothing compiled
+    (:mod:`magbayes.model_draws`).
 
     Returns
     -------
@@ -374,39 +364,34 @@ def augment(
     seed = int(settings["seed"])
     outcome = [definition.outcome_var, *definition.other_observed]
     timing: dict[str, float] = {}
+    posterior = tree["posterior"].to_dataset()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*object mode.*")
         warnings.filterwarnings("ignore", category=FutureWarning)
         step = time.perf_counter()
-        pm.compute_log_likelihood(
-            tree, var_names=outcome, model=pm_model, extend_inferencedata=True, progressbar=False
+        tree["log_likelihood"] = xr.DataTree(
+            model_draws.log_likelihood(posterior, pm_model, outcome)
         )
         timing["log_likelihood_seconds"] = time.perf_counter() - step
         step = time.perf_counter()
-        pm.sample_posterior_predictive(
-            tree,
-            var_names=outcome,
-            model=pm_model,
-            random_seed=seed + 1,
-            extend_inferencedata=True,
-            progressbar=False,
-            backend=predictive_backend(),
+        tree["posterior_predictive"] = xr.DataTree(
+            model_draws.posterior_predictive(posterior, pm_model, outcome, seed + 1)
         )
         timing["posterior_predictive_seconds"] = time.perf_counter() - step
-        if prior_predictive:
+        population = definition.population_parameters(pm_model)
+        if prior_predictive and population:
             step = time.perf_counter()
             # population-level parameters only: the prior of the headline contrast and of
             # every effect, for prior/posterior plots (full prior predictive checks:
-            # ``sample_prior``). Their graph holds no cohort data, so its compiled form is
-            # shared by every cohort.
-            prior = pm.sample_prior_predictive(
-                draws=int(settings.get("prior_draws", 1000)),
-                model=pm_model,
-                var_names=definition.population_parameters(pm_model),
-                random_seed=seed + 2,
+            # ``sample_prior``).
+            tree["prior"] = xr.DataTree(
+                model_draws.prior_draws(
+                    pm_model,
+                    population,
+                    int(settings.get("prior_draws", 1000)),
+                    seed + 2,
+                )
             )
-            if "prior" in prior.children:
-                tree["prior"] = prior["prior"]
             timing["prior_seconds"] = time.perf_counter() - step
     tree["constant_data"] = xr.DataTree(design.constant_data())
     return definition.finalise(tree, design), timing
@@ -502,7 +487,10 @@ def sample_prior(
             warnings.filterwarnings("ignore", message=".*object mode.*")
             warnings.filterwarnings("ignore", category=FutureWarning)
             prior = pm.sample_prior_predictive(
-                draws=int(draws), model=pm_model, random_seed=seed_value
+                draws=int(draws),
+                model=pm_model,
+                random_seed=seed_value,
+                compile_kwargs={"mode": vectorised_mode()},
             )
     finally:
         pymc_log.setLevel(level)

@@ -159,7 +159,8 @@ def sample_posterior(
         Groups posterior, sample_stats, observed_data, constant_data. The posterior's
         attributes hold ``sampling_time`` (seconds, without compilation) and, for nutpie,
         ``compiled_from`` (``cache``, ``compiled``, ``uncached`` or ``nutpie``: see
-        ``compile_for_nutpie``).
+        ``compile_for_nutpie``) and ``deterministics_time`` (seconds computing the
+        constrained parameters and deterministics from the draws, ``sample_compiled``).
     """
     import pymc as pm
 
@@ -172,14 +173,13 @@ def sample_posterior(
             progressbar=progress,
             compute_convergence_checks=False,
         )
-    import nutpie
     from pymc.backends.arviz import patch_nutpie_idata
 
-    from magbayes.compile_cache import compile_for_nutpie
+    from magbayes.compile_cache import compile_for_nutpie, sample_compiled
 
     compiled, source = compile_for_nutpie(model, start=start)
     started = time.perf_counter()
-    tree = nutpie.sample(
+    tree = sample_compiled(
         compiled,
         draws=options["draws"],
         tune=max(1, options["tune"]),  # nuts-rs needs at least one tuning step
@@ -190,6 +190,9 @@ def sample_posterior(
         target_accept=options["target_accept"],
         **options["nuts"],
     )
-    patch_nutpie_idata(tree, model, sampling_time=time.perf_counter() - started)
+    deterministics = tree["posterior"].attrs["deterministics_time"]
+    elapsed = time.perf_counter() - started - deterministics
+    patch_nutpie_idata(tree, model, sampling_time=elapsed)
     tree["posterior"].attrs["compiled_from"] = source
+    tree["posterior"].attrs["deterministics_time"] = deterministics
     return tree

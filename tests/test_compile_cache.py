@@ -25,7 +25,7 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
 from magbayes import compile_cache
-from magbayes.compile_cache import compile_for_nutpie, model_fingerprint
+from magbayes.compile_cache import compile_for_nutpie, model_fingerprint, sample_compiled
 from magbayes.sampler import nutpie_seed, sample_options, sample_posterior
 
 MODEL_SOURCE = textwrap.dedent(
@@ -75,7 +75,7 @@ data_model = namespace["data_model"]
 
 
 def _draws(compiled):
-    tree = nutpie.sample(
+    tree = sample_compiled(
         compiled, draws=100, tune=100, chains=2, cores=1, seed=nutpie_seed(5, 2), progress_bar=False
     )
     return tree["posterior"].to_dataset()
@@ -160,7 +160,9 @@ def _density(compiled, point):
 
 def _assert_same_density(compiled, reference, seed=3):
     assert compiled.n_dim == reference.n_dim
-    assert compiled.shape_info[0] == reference.shape_info[0]
+    # the same sampled parameters in the same order (nutpie's list then has the traced values)
+    sampled = compiled.shape_info[0]
+    assert sampled == reference.shape_info[0][: len(sampled)]
     rng = np.random.default_rng(seed)
     for _ in range(5):
         point = rng.normal(size=compiled.n_dim)
@@ -176,10 +178,18 @@ def test_cached_model_gives_nutpies_density_and_gradient():
     compiled, source = compile_for_nutpie(model)
     assert source in {"compiled", "cache"}
     reference = nutpie.compile_pymc_model(model)
-    assert tuple(compiled.dims["site_mean"]) == tuple(reference.dims["site_mean"]) == ("site",)
     _assert_same_density(compiled, reference)
     ours = _draws(compiled)
-    assert set(ours.data_vars) == set(_draws(reference).data_vars)
+    theirs = _draws(reference)
+    # the same variables with the same dimensions, in the same order
+    assert list(ours.data_vars) == list(theirs.data_vars)
+    for name in ours.data_vars:
+        assert ours[name].dims == theirs[name].dims
+    assert ours["site_mean"].dims == ("chain", "draw", "site")
+    # the deterministic is computed from each draw's parameters
+    np.testing.assert_allclose(
+        ours["site_mean"].values, ours["site_spread"].values[..., None] * ours["site_offset"]
+    )
     # the same model again: loaded, not compiled, and the same code draws the same numbers
     again, source = compile_for_nutpie(small_model())
     assert source == "cache"
@@ -231,16 +241,46 @@ def test_with_data_gives_the_density_of_the_new_data():
     _assert_same_density(compiled, nutpie.compile_pymc_model(data_model()), seed=4)  # unchanged
 
 
+@pytest.mark.slow
+def test_traced_values_follow_the_data_a_compiled_model_is_given():
+    """Deterministics are computed after sampling from each draw and the model's current
+    data: after ``with_data`` from the new data, and in the warm-up draws too."""
+    rng = np.random.default_rng(2)
+    with pm.Model(coords={"visit": np.arange(6)}) as model:
+        shift = pm.Data("shift", rng.normal(size=6), dims="visit")
+        level = pm.Normal("level", 0.0, 1.0)
+        spread = pm.HalfNormal("spread", 1.0)
+        pm.Deterministic("shifted", level + shift, dims="visit")
+        pm.Normal("outcome", level + shift, spread, observed=rng.normal(size=6), dims="visit")
+    compiled, _ = compile_for_nutpie(model)
+    new_shift = np.linspace(-1.0, 1.0, 6)
+    tree = sample_compiled(
+        compiled.with_data(shift=new_shift),
+        draws=30,
+        tune=20,
+        chains=1,
+        cores=1,
+        seed=1,
+        progress_bar=False,
+    )
+    for group in ("posterior", "warmup_posterior"):
+        draws = tree[group]
+        assert draws["shifted"].dims == ("chain", "draw", "visit")
+        np.testing.assert_allclose(draws["shifted"], draws["level"].values[..., None] + new_shift)
+        assert "spread_log__" not in draws and draws["spread"].values.min() > 0
+    assert tree["posterior"].attrs["deterministics_time"] >= 0
+
+
 LOAD_AND_DRAW = textwrap.dedent(
     """
     import json
     import nutpie
-    from magbayes.compile_cache import compile_for_nutpie
+    from magbayes.compile_cache import compile_for_nutpie, sample_compiled
     from magbayes.sampler import nutpie_seed
 
     compiled, source = compile_for_nutpie(small_model())
-    tree = nutpie.sample(compiled, draws=100, tune=100, chains=2, cores=1,
-                         seed=nutpie_seed(5, 2), progress_bar=False)
+    tree = sample_compiled(compiled, draws=100, tune=100, chains=2, cores=1,
+                           seed=nutpie_seed(5, 2), progress_bar=False)
     offsets = tree["posterior"]["site_offset"].values.tolist()
     print(json.dumps({"source": source, "site_offset": offsets}))
     """
@@ -364,9 +404,8 @@ TINY_FIT = textwrap.dedent(
     """
     import ctypes, json
     import numpy as np
-    import nutpie
     import pymc as pm
-    from magbayes.compile_cache import compile_for_nutpie
+    from magbayes.compile_cache import compile_for_nutpie, sample_compiled
 
     with pm.Model() as model:
         level = pm.Normal("level", 0.0, 1.0)
@@ -387,8 +426,8 @@ TINY_FIT = textwrap.dedent(
         values = {"level": x[0], "spread_log__": x[1]}
         error = max(error, status, abs(float(density) - logp(values)),
                     float(np.max(np.abs(gradient - dlogp(values)))))
-    tree = nutpie.sample(compiled, draws=50, tune=50, chains=1, cores=1, seed=3,
-                         progress_bar=False)
+    tree = sample_compiled(compiled, draws=50, tune=50, chains=1, cores=1, seed=3,
+                           progress_bar=False)
     level_draws = tree["posterior"]["level"].values
     print(json.dumps({"source": source, "error": error, "shape": list(level_draws.shape),
                       "finite": bool(np.isfinite(level_draws).all())}))

@@ -34,6 +34,7 @@ import xarray as xr
 from magbayes.atomic import write_csv
 from magbayes.cohort.tables import Cohort
 from magbayes.errors import SpecError
+from magbayes.model_draws import add_log_likelihood, log_prior
 from magbayes.models import get_model
 from magbayes.result import PRIOR_SENSITIVITY_FILE
 from magbayes.spec import Spec
@@ -186,9 +187,9 @@ def with_log_densities(
     """
     tree = tree.copy()
     if "log_likelihood" not in tree.children:
-        pm.compute_log_likelihood(tree, model=model, var_names=likelihood_vars, progressbar=False)
+        add_log_likelihood(tree, model, likelihood_vars)
     if "log_prior" not in tree.children:
-        pm.stats.compute_log_prior(tree, model=model, progressbar=False)
+        tree["log_prior"] = xr.DataTree(log_prior(tree["posterior"].to_dataset(), model))
     return tree
 
 

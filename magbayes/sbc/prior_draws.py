@@ -392,16 +392,17 @@ class SBCProblem:
         Returns
         -------
         xarray.DataTree
-            nutpie's result (groups ``posterior``, ``sample_stats``, ...).
+            nutpie's result (groups ``posterior``, ``sample_stats``, ...), every traced
+            value included (:func:`magbayes.compile_cache.sample_compiled`).
         """
-        import nutpie
+        from magbayes.compile_cache import sample_compiled
 
         # observed variables' data by their shared names; other model data (a
         # completion's) by their own
         compiled = self.compiled().with_data(
             **{self.shared_names.get(name, name): values for name, values in data.items()}
         )
-        return nutpie.sample(
+        return sample_compiled(
             compiled,
             draws=draws,
             tune=tune,

@@ -28,6 +28,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
+from magbayes.model_draws import add_log_likelihood
 from magbayes.models.joint.data import JointData, joint_arrays
 from magbayes.models.joint.likelihood import (
     event_hazard_terms,
@@ -298,13 +299,7 @@ def subject_log_likelihood(tree: xr.DataTree, model: pm.Model) -> xr.DataArray:
     xarray.DataArray
         ``joint``, dims (chain, draw, subject).
     """
-    pm.compute_log_likelihood(
-        tree,
-        var_names=["longitudinal", "event"],
-        model=model,
-        extend_inferencedata=True,
-        progressbar=False,
-    )
+    add_log_likelihood(tree, model, ["longitudinal", "event"])
     group = tree["log_likelihood"].to_dataset()
     data: JointData = model.joint_data
     per_measurement = group["longitudinal"].transpose("chain", "draw", "measurement").values

@@ -19,6 +19,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
+from magbayes.model_draws import add_log_likelihood
 from magbayes.models.blocks import site_effect
 from magbayes.models.survival.baselines import baseline_from_priors
 from magbayes.models.survival.data import (
@@ -217,7 +218,4 @@ def fit_counting_process(
     model = build_counting_process_model(data, baseline=baseline, **(model_kwargs or {}))
     settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed}
     tree = sample_posterior(model, settings | {"target_accept": target_accept})
-    pm.compute_log_likelihood(
-        tree, var_names=["survival"], model=model, extend_inferencedata=True, progressbar=False
-    )
-    return tree
+    return add_log_likelihood(tree, model, ["survival"])
