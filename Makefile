@@ -1,6 +1,6 @@
 # Two entry points on a fresh machine:
 #   make demo   simulate a cohort, fit the default model, write the report (demo/results)
-#   make test   run the test suite
+#   make test   run the test suite (one worker process per core: pytest-xdist)
 #   make test-fast  run the tests that fit no model and run no sampler (not marked slow)
 # Both create the virtual environment in .venv and install magbayes into it, with the versions
 # pinned in constraints.txt (the ones the tests passed with).
@@ -40,7 +40,7 @@ demo: $(STAMP)
 	@echo "Report: demo/results/report.html"
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n auto --dist loadscope
 
 test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m "not slow"

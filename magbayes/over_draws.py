@@ -28,41 +28,58 @@ import numpy as np
 BLOCK_ELEMENTS: int = 4_000_000
 
 
+#: The tag under which :func:`inline_graph_ops`'s rewrite is registered in PyTensor's
+#: rewrite database (only queries naming it run it).
+INLINE_TAG = "magbayes_inline"
+
+
+@functools.cache
+def _register_inline() -> None:
+    """Register the rewrite that replaces every ``OpFromGraph`` by its graph (once)."""
+    from pytensor.compile import optdb
+    from pytensor.compile.builders import OpFromGraph
+    from pytensor.compile.rewriting import inline_ofg_node
+    from pytensor.graph.rewriting.basic import dfs_rewriter, node_rewriter
+
+    @node_rewriter([OpFromGraph])
+    def inline_graph_op(fgraph: Any, node: Any) -> list[Any]:
+        return inline_ofg_node(node)
+
+    optdb.register(
+        "magbayes_inline_graph_ops", dfs_rewriter(inline_graph_op), INLINE_TAG, position=-0.5
+    )
+
+
 @functools.cache
 def vectorised_mode() -> Any:
-    """PyTensor's Python linker without graph rewrites: nothing compiled, nothing rewritten.
+    """PyTensor's Python linker with one rewrite: every ``OpFromGraph`` replaced by its graph.
 
-    Each operation runs its NumPy ``perform``. The rewrites would cost more than they save
-    for a graph evaluated once (the ``fast_compile`` ones took 1 of the 2.6 s of the
-    47-patient progression model's log-likelihood over 4,000 draws). An empty query rather
-    than no rewriter, so that PyMC can add the rewrites its own functions need.
+    Each operation runs its NumPy ``perform``: nothing is compiled. An ``OpFromGraph``
+    (PyTensor's ``logaddexp``, PyMC's zero-sum normal...) would run its inner graph
+    through a function linked with C thunks, which compiles C on a machine that has not
+    compiled those operations before; inlined, its operations run in NumPy too. No other
+    rewrite: they cost more than they save for a graph evaluated once (the ``fast_compile``
+    ones took 1 of the 2.6 s of the 47-patient progression model's log-likelihood over
+    4,000 draws). A query rather than a rewriter, so that PyMC can add the rewrites its own
+    functions need (``pymc.compile``).
     """
     from pytensor.compile.mode import Mode
     from pytensor.graph.rewriting.db import RewriteDatabaseQuery
 
-    return Mode(linker="py", optimizer=RewriteDatabaseQuery(include=[]))
+    _register_inline()
+    return Mode(linker="py", optimizer=RewriteDatabaseQuery(include=[INLINE_TAG]))
 
 
 def inline_graph_ops(outputs: Sequence[Any]) -> list[Any]:
     """``outputs`` with every ``OpFromGraph`` replaced by its own graph (a copy).
 
-    An ``OpFromGraph`` (PyTensor's ``logaddexp``, PyMC's zero-sum normal...) runs its
-    inner graph through a function linked with C thunks, which compiles C on a machine that
-    has not compiled those operations before; vectorised over draws it would also be
-    looped one draw at a time. Inlined, its operations are vectorised and run in NumPy.
+    Before vectorising over draws: an ``OpFromGraph`` would be looped one draw at a time
+    (``Blockwise``), and run through C thunks (see :func:`vectorised_mode`).
     """
-    from pytensor.compile.builders import OpFromGraph
-    from pytensor.compile.rewriting import inline_ofg_node
-    from pytensor.graph.rewriting.basic import dfs_rewriter, node_rewriter
     from pytensor.graph.rewriting.utils import rewrite_graph
 
-    @node_rewriter([OpFromGraph])
-    def inline(fgraph: Any, node: Any) -> list[Any]:
-        return inline_ofg_node(node)
-
-    return list(
-        rewrite_graph(list(outputs), include=(), custom_rewrite=dfs_rewriter(inline), clone=True)
-    )
+    _register_inline()
+    return list(rewrite_graph(list(outputs), include=[INLINE_TAG], clone=True))
 
 
 class OverDraws:

@@ -34,6 +34,7 @@ from pytensor.tensor.random.type import RandomGeneratorType
 from pytensor.tensor.variable import TensorConstant
 
 from magbayes.models.base import ModelDefinition
+from magbayes.over_draws import vectorised_mode
 from magbayes.spec import Spec
 
 #: Prefix of the shared variables that hold the observed data of a fit.
@@ -106,7 +107,7 @@ def observed_as_shared(model: pm.Model) -> tuple[pm.Model, dict[str, str]]:
         elif isinstance(value, SharedVariable):
             data = np.asarray(value.get_value())
         else:
-            data = np.asarray(value.eval())
+            data = np.asarray(value.eval(mode=vectorised_mode()))
         shared = pytensor.shared(np.array(data), name=f"{SHARED_PREFIX}{rv.name}")
         replacements[rv.name] = shared
         names[rv.name] = shared.name
@@ -173,7 +174,7 @@ def parameter_elements(model: pm.Model, names: list[str]) -> list[ParameterEleme
             labels = [list(model.coords[d]) for d in var_dims]
             shape = tuple(len(lab) for lab in labels)
         else:
-            shape = tuple(int(s) for s in model[name].shape.eval())
+            shape = tuple(int(s) for s in model[name].shape.eval(mode=vectorised_mode()))
             labels = [list(range(n)) for n in shape]
         for index in np.ndindex(*shape):
             if not index:
@@ -288,6 +289,7 @@ class SBCProblem:
                     model=self.generator,
                     allow_input_downcast=True,
                     accept_inplace=True,
+                    mode=vectorised_mode(),  # NumPy, nothing compiled (magbayes.over_draws)
                 )
             self._forward = fn
             self._forward_rngs = [
