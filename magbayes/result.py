@@ -95,6 +95,12 @@ class FitResult:
     command: str = ""
     earlier_fits: list[dict[str, Any]] = field(default_factory=list)
     left_out_covariates: list[dict[str, str]] = field(default_factory=list)
+    #: R-hat and ESS extremes of the posterior they were computed from (that group, the
+    #: names and sizes of its variables), so that the fit, its files, report and figures
+    #: compute them once (about 1.5 s for the progression default's 4 x 1,000 draws).
+    _convergence: tuple[Any, tuple, dict[str, Any]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     # ----------------------------------------------------------------- statistics
     @property
@@ -137,9 +143,17 @@ class FitResult:
             )
         return table.apply(pd.to_numeric, errors="coerce")
 
-    def diagnostics(self) -> dict[str, Any]:
-        """Convergence checks over every sampled parameter (the gate of the CLI)."""
-        post = self.posterior["posterior"].to_dataset()
+    def _convergence_extremes(self) -> dict[str, Any]:
+        """Largest R-hat and smallest bulk and tail ESS over the sampled parameters, and which.
+
+        Computed once for a posterior, again when its variables change.
+        """
+        node = self.posterior["posterior"]
+        post = node.to_dataset()
+        seen = (tuple(post.data_vars), tuple(post.sizes.items()))
+        cached = self._convergence
+        if cached is not None and cached[0] is node and cached[1] == seen:
+            return cached[2]
         names = [
             v
             for v in post.data_vars
@@ -159,9 +173,22 @@ class FitResult:
             key = (max if how == "max" else min)(values, key=values.get)
             return values[key], key
 
-        r_hat_max, r_hat_var = extreme(rhat, "max")
-        ess_bulk_min, ess_bulk_var = extreme(ess_bulk, "min")
-        ess_tail_min, ess_tail_var = extreme(ess_tail, "min")
+        extremes = {}
+        for name, table, how in (
+            ("r_hat_max", rhat, "max"),
+            ("ess_bulk_min", ess_bulk, "min"),
+            ("ess_tail_min", ess_tail, "min"),
+        ):
+            extremes[name], extremes[f"{name}_variable"] = extreme(table, how)
+        self._convergence = (node, seen, extremes)
+        return extremes
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Convergence checks over every sampled parameter (the gate of the CLI)."""
+        post = self.posterior["posterior"].to_dataset()
+        extremes = self._convergence_extremes()
+        r_hat_max, r_hat_var = extremes["r_hat_max"], extremes["r_hat_max_variable"]
+        ess_bulk_min, ess_bulk_var = extremes["ess_bulk_min"], extremes["ess_bulk_min_variable"]
         stats = self.posterior["sample_stats"]
         divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
         reasons = []
@@ -184,12 +211,7 @@ class FitResult:
         if divergences:
             advice.extend(self.definition.divergence_advice(self.spec, post))
         return {
-            "r_hat_max": r_hat_max,
-            "r_hat_max_variable": r_hat_var,
-            "ess_bulk_min": ess_bulk_min,
-            "ess_bulk_min_variable": ess_bulk_var,
-            "ess_tail_min": ess_tail_min,
-            "ess_tail_min_variable": ess_tail_var,
+            **extremes,
             "divergences": divergences,
             "chains": int(post.sizes["chain"]),
             "draws": int(post.sizes["draw"]),

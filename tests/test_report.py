@@ -11,12 +11,14 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 import magbayes as mb
 from magbayes.cli import main
-from magbayes.fit import FitResult, load_fit, sample_prior
+from magbayes.fit import FitResult, load_fit, resolve_spec, sample_prior
 from magbayes.provenance import RESULTS_LAYOUT
 from magbayes.report import write_report
 from magbayes.report.methods import docstring_blocks
@@ -61,6 +63,43 @@ def _is_png(path) -> bool:
 
 
 # ----------------------------------------------------------------------------- round trip
+
+
+def _draws_fit(slope: np.ndarray) -> FitResult:
+    """A FitResult whose posterior is ``slope`` (chain, draw) and no divergence."""
+    chains, draws = slope.shape
+    coords = {"chain": np.arange(chains), "draw": np.arange(draws)}
+    tree = xr.DataTree.from_dict(
+        {
+            "posterior": xr.Dataset({"slope": (("chain", "draw"), slope)}, coords=coords),
+            "sample_stats": xr.Dataset(
+                {"diverging": (("chain", "draw"), np.zeros(slope.shape, bool))}, coords=coords
+            ),
+        }
+    )
+    return FitResult(tree, resolve_spec("progression"), {}, {}, {}, "", 1, "nutpie", {})
+
+
+def test_diagnostics_are_computed_once_and_again_when_the_draws_change(monkeypatch):
+    import arviz as az
+
+    rng = np.random.default_rng(3)
+    result = _draws_fit(rng.normal(size=(2, 500)))
+    calls = []
+    real_rhat = az.rhat
+    monkeypatch.setattr(az, "rhat", lambda *a, **k: calls.append(1) or real_rhat(*a, **k))
+    first = result.diagnostics()
+    assert first["passed"] and first["r_hat_max_variable"] == "slope"
+    assert result.diagnostics() == first and len(calls) == 1
+    # a variable added to the posterior: its chains disagree, so the gate fails
+    stuck = np.stack([rng.normal(0, 1, 500), rng.normal(5, 1, 500)])
+    result.posterior["posterior"]["level"] = xr.DataArray(stuck, dims=("chain", "draw"))
+    added = result.diagnostics()
+    assert len(calls) == 2 and added["r_hat_max_variable"] == "level" and not added["passed"]
+    # another posterior altogether
+    result.posterior = _draws_fit(stuck).posterior
+    assert result.diagnostics()["r_hat_max"] == pytest.approx(float(real_rhat(stuck)), rel=1e-9)
+    assert len(calls) == 3
 
 
 @pytest.mark.slow
