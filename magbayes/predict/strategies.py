@@ -426,17 +426,22 @@ def _with_course(kept: pd.DataFrame, course: dict[str, Any]) -> pd.DataFrame:
 
 def _renumbered(courses: pd.DataFrame) -> pd.DataFrame:
     """Lines numbered 1, 2, ... by their earliest start; an added course is its own line."""
-    group = np.where(courses["_added"], -1, courses["line"].astype(int))
-    starts = courses["start_years"].astype(float).groupby(group).transform("min")
-    lines = (
-        pd.DataFrame({"group": group, "start": starts, "added": courses["_added"].astype(bool)})
-        .drop_duplicates("group")
-        .sort_values(["start", "added", "group"], kind="stable")
-    )
-    number = dict(zip(lines["group"], range(1, len(lines) + 1), strict=True))
-    out = courses.assign(line=[number[g] for g in group])
-    out["line"] = out["line"].astype(courses["line"].dtype if len(courses) else int)
-    return out.sort_values(["start_years", "line"], kind="stable").reset_index(drop=True)
+    added = courses["_added"].to_numpy(bool)
+    group = np.where(added, -1, courses["line"].to_numpy(int))
+    start = courses["start_years"].to_numpy(float, na_value=np.nan)
+    groups, of_course = np.unique(group, return_inverse=True)
+    # each line's earliest start (missing starts ignored; NaN when all are missing)
+    earliest = np.full(len(groups), np.inf)
+    np.fmin.at(earliest, of_course, start)
+    earliest[np.isinf(earliest)] = np.nan
+    # lines by earliest start (missing last), an added course after a line starting with it
+    order = np.lexsort((groups, groups == -1, earliest))
+    number = np.empty(len(groups), int)
+    number[order] = np.arange(1, len(groups) + 1)
+    line = number[of_course]
+    out = courses.assign(line=line.astype(courses["line"].dtype if len(courses) else int))
+    rows = np.lexsort((line, start))  # stable; missing starts last, as pandas sorts them
+    return out.iloc[rows].reset_index(drop=True)
 
 
 def apply_to_cohort(

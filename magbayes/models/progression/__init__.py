@@ -257,7 +257,10 @@ def make_design(cohort: Cohort, spec: Spec) -> Design:
 
 
 def _course_exposure(
-    courses: pd.DataFrame, visit_patient: np.ndarray, years: np.ndarray, modelled: list[str]
+    courses: pd.DataFrame,
+    visit_patient: np.ndarray | None,
+    years: np.ndarray,
+    modelled: list[str],
 ) -> dict[str, np.ndarray]:
     """Years since each course started (0 before), summed per treatment, at every visit.
 
@@ -265,8 +268,9 @@ def _course_exposure(
     ----------
     courses : pandas.DataFrame
         Treatment courses (``patient_id``, ``treatment``, ``line``, ``start_years``).
-    visit_patient : numpy.ndarray
-        Patient id of each visit.
+    visit_patient : numpy.ndarray or None
+        Patient id of each visit; None when the visits and courses are one patient's (a
+        prediction's times), which pairs every visit with every course without matching ids.
     years : numpy.ndarray
         Years since onset of each visit.
     modelled : list of str
@@ -297,16 +301,19 @@ def _course_exposure(
     column = column[kept].fillna(-1).to_numpy(int)
     is_rituximab = is_rituximab[kept]
     # every (visit, course) pair of the same patient
-    visit_rows = pd.DataFrame({"patient_id": visit_patient, "visit": np.arange(n_visits)})
-    course_rows = pd.DataFrame(
-        {
-            "patient_id": courses["patient_id"].to_numpy(),
-            "course": np.arange(len(courses)),
-        }
-    )
-    pairs = visit_rows.merge(course_rows, on="patient_id")
-    visit = pairs["visit"].to_numpy(int)
-    course = pairs["course"].to_numpy(int)
+    if visit_patient is None:
+        visit, course = (a.ravel() for a in np.indices((n_visits, len(courses))))
+    else:
+        visit_rows = pd.DataFrame({"patient_id": visit_patient, "visit": np.arange(n_visits)})
+        course_rows = pd.DataFrame(
+            {
+                "patient_id": courses["patient_id"].to_numpy(),
+                "course": np.arange(len(courses)),
+            }
+        )
+        pairs = visit_rows.merge(course_rows, on="patient_id")
+        visit = pairs["visit"].to_numpy(int)
+        course = pairs["course"].to_numpy(int)
     since = years[visit] - courses["start_years"].to_numpy(float)[course]
     started = since >= 0
     since = np.clip(since, 0.0, None)

@@ -202,9 +202,7 @@ class Exposure:
         from magbayes.models.progression import _course_exposure
 
         years = np.asarray(years, float)
-        patient = np.full(len(years), "patient", dtype=object)
-        table = courses.assign(patient_id="patient")
-        return cls.from_columns(_course_exposure(table, patient, years, treatments))
+        return cls.from_columns(_course_exposure(courses, None, years, treatments))
 
 
 def latent(
