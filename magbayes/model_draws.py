@@ -219,13 +219,19 @@ def posterior_predictive(
         roots = set(ancestors(params))
         per_draw = {var: draws for var, draws in free.items() if var in roots}
         per_draw.update({placeholders[t]: d for t, d in drawn.items() if placeholders[t] in roots})
-        values = OverDraws(params, list(per_draw))(list(per_draw.values()), n_draws=n)
-        drawn[rv] = np.stack(
-            [
-                np.asarray(node.op.rng_fn(rng, *(v[i] for v in values), size), node.op.dtype)
-                for i in range(n)
-            ]
-        )
+        function = OverDraws(params, list(per_draw))
+        if not per_draw:  # the same parameters at every draw
+            blocks = [(0, n, function([], n_draws=n))]
+        else:  # parameters of one block of draws at a time (5,000 patients: 1.5 GB each)
+            blocks = function.blocks(list(per_draw.values()))
+        out = None
+        for start, stop, values in blocks:
+            for i in range(stop - start):
+                one = np.asarray(node.op.rng_fn(rng, *(v[i] for v in values), size), node.op.dtype)
+                if out is None:
+                    out = np.empty((n, *one.shape), one.dtype)
+                out[start + i] = one
+        drawn[rv] = out if out is not None else np.empty((0,), node.op.dtype)
     return _dataset(
         {rv.name: drawn[rv].reshape((*shape, *drawn[rv].shape[1:])) for rv in targets}, plain
     )

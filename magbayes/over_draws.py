@@ -18,7 +18,7 @@ not hold every draw's per-visit arrays at once.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -105,6 +105,7 @@ class OverDraws:
     ) -> None:
         import pytensor
         import pytensor.tensor as pt
+        from pytensor.graph.basic import Constant
         from pytensor.graph.replace import vectorize_graph
 
         batched = [
@@ -125,6 +126,18 @@ class OverDraws:
             accept_inplace=True,
         )
         self._per_draw_elements: int | None = None
+        # the data the graph holds (a model's cohort arrays): a draw's intermediate values are
+        # about their size (5,000 patients: 46,525 visits x 5 treatments), often larger
+        # than its outputs (one log-likelihood per patient)
+        self._largest_data = max(
+            [1]
+            + [
+                np.size(v.data)
+                for v in self._function.maker.fgraph.variables
+                if isinstance(v, Constant)
+            ]
+            + [np.size(v.get_value(borrow=True)) for v in self._function.get_shared()]
+        )
 
     def __call__(
         self,
@@ -159,31 +172,66 @@ class OverDraws:
         if not draws:  # nothing varies between draws: compute once, repeat
             values = self._function(*inputs)
             return [np.broadcast_to(v, (n_draws or 1, *np.shape(v))) for v in values]
+        outputs: list[np.ndarray] = []
+        for start, stop, values in self.blocks(draws, inputs, block=block):
+            if not outputs:  # filled block by block: no second copy of a large output
+                outputs = [np.empty((len(draws[0]), *v.shape[1:]), v.dtype) for v in values]
+            for out, value in zip(outputs, values, strict=True):
+                out[start:stop] = value
+        return outputs
+
+    def blocks(
+        self,
+        draws: Sequence[np.ndarray],
+        inputs: Sequence[np.ndarray] = (),
+        *,
+        block: int | None = None,
+    ) -> Iterator[tuple[int, int, list[np.ndarray]]]:
+        """The outputs block of draws by block, so that only one block is held at a time.
+
+        Parameters
+        ----------
+        draws, inputs, block
+            As for calling the object (at least one per-draw variable).
+
+        Yields
+        ------
+        start, stop : int
+            The block's draws (``start:stop`` of ``draws``).
+        values : list of numpy.ndarray
+            One per output, the block's draws on the first axis.
+        """
+        draws = [np.asarray(d, dtype=dtype) for d, dtype in zip(draws, self._dtypes, strict=True)]
         n_draws = len(draws[0])
-        pieces: list[list[np.ndarray]] = []
         start = 0
-        while start < n_draws or not pieces:  # once with no draws: empty outputs
+        while True:  # once with no draws: empty outputs
             size = block or (self._block(draws, inputs, n_draws) if n_draws else 0)
             stop = min(n_draws, start + size)
             values = self._function(*(d[start:stop] for d in draws), *inputs)
-            pieces.append(
+            yield (
+                start,
+                stop,
                 [
                     np.broadcast_to(v, (stop - start, *np.shape(v)))
                     if np.ndim(v) == ndim
                     else np.asarray(v)
                     for v, ndim in zip(values, self._core_ndim, strict=True)
-                ]
+                ],
             )
             start = stop
-        return [np.concatenate(parts, axis=0) for parts in zip(*pieces, strict=True)]
+            if start >= n_draws:
+                return
 
     def _block(self, draws: Sequence[np.ndarray], inputs: Sequence[Any], n_draws: int) -> int:
-        """Draws per block: the largest per-draw array times the block stays near the limit."""
+        """Draws per block, so that a draw's largest array times the block stays near the limit.
+
+        A draw's largest array: of its outputs, of the inputs, or of the graph's data.
+        """
         if self._per_draw_elements is None:
             one = self._function(*(d[:1] for d in draws), *inputs)
             sizes = [np.size(v) for v in one]
             sizes += [np.size(v) for v in inputs] + [np.size(d[:1]) for d in draws]
-            self._per_draw_elements = max([1, *sizes])
+            self._per_draw_elements = max([self._largest_data, *sizes])
         return max(1, min(n_draws, BLOCK_ELEMENTS // self._per_draw_elements))
 
 

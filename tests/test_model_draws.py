@@ -132,3 +132,20 @@ def test_blocks_of_draws_give_the_same_values():
         np.testing.assert_array_equal(got, want)
     np.testing.assert_allclose(whole[0], np.exp(xs).sum(axis=1) * ys)
     assert whole[1].shape == (23, 3)
+
+
+def test_a_block_is_sized_by_the_graph_s_data_not_only_by_its_outputs():
+    """One draw of a sum over 100,000 data values has a scalar output but a 100,000-value
+    intermediate: blocks of draws stay within the limit, and give every draw's value."""
+    from magbayes.over_draws import BLOCK_ELEMENTS
+
+    data = np.ones(100_000)
+    x = pt.dscalar("x")
+    function = OverDraws([(pt.as_tensor(data) * x).sum()], [x])
+    draws = np.arange(1000.0)
+    blocks = list(function.blocks([draws]))
+    assert max(stop - start for start, stop, _ in blocks) <= BLOCK_ELEMENTS // data.size
+    assert [start for start, _, _ in blocks] == sorted({start for start, _, _ in blocks})
+    values = np.concatenate([v[0] for _, _, v in blocks])
+    np.testing.assert_allclose(values, draws * data.size)
+    np.testing.assert_allclose(function([draws])[0], values)
