@@ -13,8 +13,8 @@ once (:mod:`magbayes.over_draws`: NumPy through PyTensor's Python linker, nothin
   of their dependencies, each one's parameters reading the draws of those before it, as
   ``pymc.sample_posterior_predictive`` does; a variable that is not a plain random
   variable, or whose parameters need another unobserved random draw, is drawn by PyMC;
-- :func:`prior_draws`: the chosen variables' prior, vectorised over the draws by
-  ``pymc.sampling.forward.vectorize_over_posterior``.
+- :func:`prior_draws`: the chosen variables' prior, by ancestral sampling over all draws
+  at once (each free variable's parameters at every draw, then its random-number function).
 
 The draws follow the same distributions as PyMC's; the random numbers differ.
 """
@@ -80,13 +80,7 @@ def log_likelihood(posterior: xr.Dataset, model: Any, var_names: Sequence[str]) 
     xarray.Dataset
         The ``log_likelihood`` group (nats), one variable per observed variable.
     """
-    from pymc.model.transform.conditioning import remove_value_transforms
-
-    plain = remove_value_transforms(model)
-    outputs = plain.logp(vars=[plain[name] for name in var_names], sum=False)
-    shape = tuple(posterior.sizes[d] for d in SAMPLE_DIMS)
-    values = over_posterior(outputs, _untransformed_draws(plain, posterior), shape)
-    return _dataset(dict(zip(var_names, values, strict=True)), plain)
+    return _log_densities(posterior, model, list(var_names))
 
 
 def log_prior(posterior: xr.Dataset, model: Any) -> xr.Dataset:
@@ -95,11 +89,15 @@ def log_prior(posterior: xr.Dataset, model: Any) -> xr.Dataset:
     As ``pymc.stats.compute_log_prior`` gives it (the ``log_prior`` group of prior
     sensitivity analyses).
     """
+    return _log_densities(posterior, model, [rv.name for rv in model.free_RVs])
+
+
+def _log_densities(posterior: xr.Dataset, model: Any, names: list[str]) -> xr.Dataset:
+    """Elementwise log-density of the variables ``names`` at every draw (no transforms)."""
     from pymc.model.transform.conditioning import remove_value_transforms
 
     plain = remove_value_transforms(model)
-    names = [rv.name for rv in plain.free_RVs]
-    outputs = plain.logp(vars=list(plain.free_RVs), sum=False)
+    outputs = plain.logp(vars=[plain[name] for name in names], sum=False)
     shape = tuple(posterior.sizes[d] for d in SAMPLE_DIMS)
     values = over_posterior(outputs, _untransformed_draws(plain, posterior), shape)
     return _dataset(dict(zip(names, values, strict=True)), plain)
@@ -219,11 +217,9 @@ def posterior_predictive(
         roots = set(ancestors(params))
         per_draw = {var: draws for var, draws in free.items() if var in roots}
         per_draw.update({placeholders[t]: d for t, d in drawn.items() if placeholders[t] in roots})
-        function = OverDraws(params, list(per_draw))
-        if not per_draw:  # the same parameters at every draw
-            blocks = [(0, n, function([], n_draws=n))]
-        else:  # parameters of one block of draws at a time (5,000 patients: 1.5 GB each)
-            blocks = function.blocks(list(per_draw.values()))
+        # the parameters of one block of draws at a time (5,000 patients: a linear predictor
+        # at every visit of every draw would be 1.5 GB)
+        blocks = OverDraws(params, list(per_draw)).blocks(list(per_draw.values()), n_draws=n)
         out = None
         for start, stop, values in blocks:
             for i in range(stop - start):

@@ -168,12 +168,11 @@ class OverDraws:
         list of numpy.ndarray
             One per output, draws on the first axis.
         """
-        draws = [np.asarray(d, dtype=dtype) for d, dtype in zip(draws, self._dtypes, strict=True)]
-        if not draws:  # nothing varies between draws: compute once, repeat
-            values = self._function(*inputs)
-            return [np.broadcast_to(v, (n_draws or 1, *np.shape(v))) for v in values]
+        pieces = self.blocks(draws, inputs, n_draws=n_draws, block=block)
+        if not draws:  # one block: the values repeated, not copied
+            return next(pieces)[2]
         outputs: list[np.ndarray] = []
-        for start, stop, values in self.blocks(draws, inputs, block=block):
+        for start, stop, values in pieces:
             if not outputs:  # filled block by block: no second copy of a large output
                 outputs = [np.empty((len(draws[0]), *v.shape[1:]), v.dtype) for v in values]
             for out, value in zip(outputs, values, strict=True):
@@ -185,14 +184,15 @@ class OverDraws:
         draws: Sequence[np.ndarray],
         inputs: Sequence[np.ndarray] = (),
         *,
+        n_draws: int | None = None,
         block: int | None = None,
     ) -> Iterator[tuple[int, int, list[np.ndarray]]]:
         """The outputs block of draws by block, so that only one block is held at a time.
 
         Parameters
         ----------
-        draws, inputs, block
-            As for calling the object (at least one per-draw variable).
+        draws, inputs, n_draws, block
+            As for calling the object.
 
         Yields
         ------
@@ -202,6 +202,10 @@ class OverDraws:
             One per output, the block's draws on the first axis.
         """
         draws = [np.asarray(d, dtype=dtype) for d, dtype in zip(draws, self._dtypes, strict=True)]
+        if not draws:  # nothing varies between draws: computed once, repeated
+            n = n_draws or 1
+            yield 0, n, [np.broadcast_to(v, (n, *np.shape(v))) for v in self._function(*inputs)]
+            return
         n_draws = len(draws[0])
         start = 0
         while True:  # once with no draws: empty outputs
