@@ -15,14 +15,16 @@ compiled (:func:`sample_compiled`, :mod:`magbayes.traced`). Compiling them into 
 callback took about a fifth of the first fit of the progression model on a machine.
 
 - **the cohort's data are inputs, not constants.** The models hold their cohort arrays as
-  ``pm.Data``, and PyMC makes the length of every dimension a shared variable. The compiled
+  ``pm.Data``, PyMC makes the length of every dimension a shared variable, and each observed
+  variable's data is made a shared variable before compiling
+  (:func:`magbayes.observed_inputs.observed_as_shared`). The compiled
   function takes all of these as inputs, and the flat parameter vector is cut into
   parameters by an int64 ``layout`` input (their sizes and shapes), so nothing in
   the machine code depends on the cohort's values or sizes. The callbacks read the arrays
   from a table of addresses and shapes that nutpie passes them (its ``user_data``).
 - **the fingerprint of the model** keys them on disk: the graph of its log density and of
-  the traced values, node by node, with the bytes of every constant (priors, and any data
-  a model keeps as constants), the name and type (not the value) of every data input, the
+  the traced values, node by node, with the bytes of every constant (the priors, except
+  where a model holds them as inputs), the name and type (not the value) of every data input, the
   names, types and order of the sampled parameters, and the versions of the libraries that
   compile it.
 
@@ -986,9 +988,10 @@ def compile_for_nutpie(
 ) -> tuple[Any, str]:
     """A model compiled for ``nutpie.sample``, from the cache when it has been compiled before.
 
-    The compiled model takes the cohort's ``pm.Data`` arrays and dimension lengths as inputs,
-    so it is shared by every cohort of the same structure (same spec, same kinds of data):
-    only the first fit of such a model compiles.
+    The compiled model takes the cohort's ``pm.Data`` arrays, dimension lengths and observed
+    data (:func:`magbayes.observed_inputs.observed_as_shared`) as inputs, so it is shared by
+    every cohort of the same structure (same spec, same kinds of data) and by SBC's refits
+    of it: only the first fit of such a model compiles.
 
     Parameters
     ----------
@@ -1012,6 +1015,9 @@ def compile_for_nutpie(
         ``nutpie.compile_pymc_model`` because nutpie's private pieces changed (with a
         :class:`CompilePathWarning`).
     """
+    from magbayes.observed_inputs import observed_as_shared
+
+    model, _ = observed_as_shared(model)
     try:
         _check_private_pieces()
         compiled, source, problem = _compile_through_cache(model, var_names, start)

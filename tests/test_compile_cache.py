@@ -1,7 +1,7 @@
 """The compile cache: a model compiled once is loaded in later processes, and samples the same.
 
-The fingerprint must change with anything that changes the compiled functions (data, priors,
-traced variables) and stay the same across processes; a cached model must give nutpie the
+The fingerprint must change with anything that changes the compiled functions (constants,
+priors, traced variables) and stay the same across processes; a cached model must give nutpie the
 same log density, gradient and draws as ``nutpie.compile_pymc_model``.
 """
 
@@ -213,6 +213,25 @@ def test_another_cohort_of_the_same_structure_loads_the_compiled_model():
     )
 
 
+@pytest.mark.slow
+def test_observed_data_are_inputs_so_another_outcome_and_sbc_load_the_compiled_model():
+    """``compile_for_nutpie`` makes each observed variable's data an input
+    (``magbayes.observed_inputs``): a model whose outcome is a constant loads what another
+    outcome of the same design compiled, with the density of its own outcome, and so does
+    SBC's copy of the model (whose observed data are already inputs)."""
+    from magbayes.sbc import SBCProblem
+
+    compile_for_nutpie(small_model())  # compiled here (or earlier)
+    other = small_model(outcome_shift=0.5)  # another outcome, kept as a constant
+    compiled, source = compile_for_nutpie(other)
+    assert source == "cache"
+    _assert_same_density(compiled, nutpie.compile_pymc_model(other))
+    problem = SBCProblem(small_model(), parameters=["site_spread"])
+    assert problem.shared_names == {"outcome": "observed_outcome"}
+    _, source = compile_for_nutpie(problem.fit_model)
+    assert source == "cache"
+
+
 def test_a_model_with_more_than_thirty_data_inputs_compiles():
     """The callbacks pass every data input to the compiled graph: past 30 arguments Python
     builds a call from a list, which numba cannot type (the progression model with hundreds
@@ -305,18 +324,20 @@ def test_later_processes_load_the_compiled_model_and_draw_the_same():
 
 
 def test_a_damaged_index_entry_is_compiled_again():
-    model = small_model(outcome_shift=0.25)
-    key = model_fingerprint(model)
+    from magbayes.observed_inputs import observed_as_shared
+
+    model = small_model(sd_scale=1.25)  # an entry of its own (another prior)
+    key = model_fingerprint(observed_as_shared(model)[0])  # the key compile_for_nutpie uses
     compile_for_nutpie(model)
     index = compile_cache.cache_dir() / f"{key}.json"
     for damaged in ['{"inputs": [', '{"n_dim": 5}', "[]", '{"inputs": [["int64", 2]]}']:
         index.write_text(damaged)  # cut short; keys missing; inputs of another structure
         with pytest.warns(compile_cache.CompilePathWarning, match="damaged"):
-            _, source = compile_for_nutpie(small_model(outcome_shift=0.25))
+            _, source = compile_for_nutpie(small_model(sd_scale=1.25))
         assert source == "compiled"
         stored = json.loads(index.read_text())["inputs"]
-        # the parameter layout, then the lengths of the dimensions site and visit
-        assert stored == [["int64", 1], ["int64", 0], ["int64", 0]]
+        # the parameter layout, the lengths of the dimensions site and visit, the outcome
+        assert sorted(stored) == sorted([["int64", 1], ["int64", 0], ["int64", 0], ["float64", 1]])
 
 
 @pytest.mark.slow

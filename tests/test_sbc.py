@@ -196,7 +196,7 @@ def test_uniformity_flags_skewed_ranks_and_passes_uniform_ones():
 
 def test_observed_data_become_shared_variables():
     shared_model, names = observed_as_shared(toy_model())
-    assert names == {"y": "sbc_observed_y"}
+    assert names == {"y": "observed_y"}
     assert "y" in [rv.name for rv in shared_model.observed_RVs]
     assert shared_model.named_vars_to_dims["y"] == ("observation",)
 

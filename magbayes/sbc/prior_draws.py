@@ -25,20 +25,16 @@ from typing import Any
 
 import numpy as np
 import pymc as pm
-import pytensor
 import xarray as xr
 from pymc.pytensorf import reseed_rngs
 from pymc.sampling.forward import compile_forward_sampling_function
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.tensor.random.type import RandomGeneratorType
-from pytensor.tensor.variable import TensorConstant
 
 from magbayes.models.base import ModelDefinition
+from magbayes.observed_inputs import observed_as_shared
 from magbayes.over_draws import vectorised_mode
 from magbayes.spec import Spec
-
-#: Prefix of the shared variables that hold the observed data of a fit.
-SHARED_PREFIX = "sbc_observed_"
 
 
 @dataclass(frozen=True)
@@ -79,39 +75,6 @@ class PriorDraw:
     truth: dict[str, float]
     data: dict[str, np.ndarray]
     warnings: list[str] = field(default_factory=list)
-
-
-def observed_as_shared(model: pm.Model) -> tuple[pm.Model, dict[str, str]]:
-    """A copy of ``model`` whose observed data are shared variables.
-
-    Parameters
-    ----------
-    model : pymc.Model
-        A model with observed variables.
-
-    Returns
-    -------
-    model : pymc.Model
-        The same graph, built by :func:`pymc.observe`, each observed variable's data now a
-        shared variable initialised to the original data.
-    shared_names : dict[str, str]
-        Observed variable name -> shared variable name (``sbc_observed_<name>``), the keys
-        for ``CompiledPyMCModel.with_data``.
-    """
-    replacements: dict[str, SharedVariable] = {}
-    names: dict[str, str] = {}
-    for rv in model.observed_RVs:
-        value = model.rvs_to_values[rv]
-        if isinstance(value, TensorConstant):
-            data = np.asarray(value.data)
-        elif isinstance(value, SharedVariable):
-            data = np.asarray(value.get_value())
-        else:
-            data = np.asarray(value.eval(mode=vectorised_mode()))
-        shared = pytensor.shared(np.array(data), name=f"{SHARED_PREFIX}{rv.name}")
-        replacements[rv.name] = shared
-        names[rv.name] = shared.name
-    return pm.observe(model, replacements), names
 
 
 def unused_observations(model: pm.Model, shared_names: dict[str, str]) -> list[str]:
