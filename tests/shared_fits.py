@@ -5,11 +5,12 @@
 cohorts and sampler settings are written here once.
 
 A fit compiles its model the first time a model of its structure is sampled (numba, one to
-two minutes; later fits of that structure load it from the compile cache). The progression
-model holds its cohort as data inputs, so any cohort with the same kinds of data shares
-one compiled model; the worsening and response models keep some of their cohort in the
-graph, so each of their cohorts compiles its own. The fixtures therefore fit each default
-model once, on one cohort, and the tests that need a fit but do not test its structure read
+two minutes; later fits of that structure load it from the compile cache). The models hold
+their cohorts as data inputs, so any cohort with the same kinds of data (which covariates
+have missing values, whether some early-sural statuses are unknown) shares one compiled
+model, and so does an SBC run of it; the spec's prior values are constants, so a
+prior-sensitivity refit compiles its own. The fixtures therefore fit each default model
+once, on one cohort, and the tests that need a fit but do not test its structure read
 these fits.
 """
 

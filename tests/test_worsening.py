@@ -339,6 +339,31 @@ def cohort_60():
     return simulate_cohort(n_patients=60, seed=3).cohort
 
 
+def test_cohorts_of_the_same_kinds_share_one_compiled_model():
+    """The cohort's arrays are inputs of the compiled model, not constants in it: cohorts
+    of other sizes and values, with the same kinds of data (a covariate with missing
+    values, some early-sural statuses unknown), have the fingerprint the compile cache
+    keys on; a cohort without missing covariate values is another structure."""
+    import magbayes as mb
+    from magbayes.compile_cache import model_fingerprint
+    from magbayes.observed_inputs import observed_as_shared
+
+    spec = spec_with()
+
+    def key(n_patients, seed):
+        cohort = mb.simulate_cohort(n_patients=n_patients, n_sites=2, seed=seed).cohort
+        design = w.make_design(cohort, spec)
+        model, _ = observed_as_shared(w.build_model(design, spec))
+        missing = len(design.coords["missing_covariate"])
+        unknown = int((~design.data["sural_known"].astype(bool)).sum())
+        return model_fingerprint(model), missing, unknown
+
+    first, second, complete = key(47, 5), key(30, 9), key(47, 4)
+    assert min(first[1:] + second[1:]) > 0  # both kinds present in both cohorts
+    assert first[0] == second[0]
+    assert complete[1] == 0 and complete[0] != first[0]
+
+
 @pytest.mark.parametrize(
     "sections",
     [

@@ -64,9 +64,9 @@ class PiecewiseBaseline:
         width = data.segment_stop - data.segment_start
         return pt.exp(self.log_hazard)[data.segment_piece] * width
 
-    def log_hazard_at_segment_end(self, data: Segments, segments: np.ndarray) -> pt.TensorVariable:
-        """``log h0`` at the end of the given segments (``segment_piece`` array or tensor)."""
-        return self.log_hazard[data.segment_piece[segments]]
+    def log_hazard_at_segment_end(self, data: Segments, segments: Any) -> pt.TensorVariable:
+        """``log h0`` at the end of the given segments (indices: an array or a tensor)."""
+        return self.log_hazard[pt.as_tensor_variable(data.segment_piece)[segments]]
 
 
 @dataclass
@@ -84,22 +84,23 @@ class WeibullBaseline:
     shape: Any
     log_scale: Any
 
-    def _cumulative(self, t: np.ndarray) -> pt.TensorVariable:
-        positive = t > 0
-        safe = np.where(positive, t, 1.0)
-        value = pt.exp(self.shape * (np.log(safe) - self.log_scale))
+    def _cumulative(self, t: Any) -> pt.TensorVariable:
+        t = pt.as_tensor_variable(t)
+        positive = pt.gt(t, 0)
+        safe = pt.switch(positive, t, 1.0)
+        value = pt.exp(self.shape * (pt.log(safe) - self.log_scale))
         return pt.switch(positive, value, 0.0)
 
     def integrated(self, data: Segments) -> pt.TensorVariable:
         """``H0(stop) - H0(start)`` for each segment, shape (segment,)."""
         return self._cumulative(data.segment_stop) - self._cumulative(data.segment_start)
 
-    def log_hazard_at_segment_end(self, data: Segments, segments: np.ndarray) -> pt.TensorVariable:
+    def log_hazard_at_segment_end(self, data: Segments, segments: Any) -> pt.TensorVariable:
         """``log h0`` at the end of the given segments (times must be > 0).
 
         ``data.segment_stop`` may be an array or a tensor (data of the model).
         """
-        t = data.segment_stop[segments]
+        t = pt.as_tensor_variable(data.segment_stop)[segments]
         return (
             pt.log(self.shape)
             - self.log_scale

@@ -106,6 +106,26 @@ class SubjectSegments:
         """Number of segments."""
         return len(self.segment_subject)
 
+    def as_data(self, prefix: str = "") -> Self:
+        """The same data with every segment array a ``pm.Data`` input of the model.
+
+        Inside a model context. The per-segment arrays, and the per-subject pointers into
+        them, become ``pm.Data`` named ``{prefix}{field}``, so a likelihood built from them
+        (:mod:`magbayes.models.survival.likelihood`) takes the cohort as inputs of the
+        compiled model instead of constants in it: one compiled model then serves every
+        cohort of the same structure. The per-subject arrays and the labels stay as they
+        are (a likelihood reads its sizes from the arrays' shapes).
+        """
+        import pymc as pm
+
+        changes = {
+            item.name: pm.Data(f"{prefix}{item.name}", np.asarray(getattr(self, item.name)))
+            for item in fields(self)
+            if item.metadata.get("per") in ("segment", "segment_pointer")
+            and getattr(self, item.name) is not None
+        }
+        return replace(self, **changes)
+
     def subset(self, subjects: np.ndarray) -> tuple[Self, np.ndarray]:
         """The data of some subjects only.
 

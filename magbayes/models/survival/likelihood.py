@@ -65,11 +65,12 @@ def interval_hazards(
     """
     h0 = baseline.integrated(data) if integrated_baseline is None else integrated_baseline
     contribution = h0 * pt.exp(pt.as_tensor_variable(eta))
-    width = data.max_intervals
+    # sizes from the arrays, so that data held as model inputs (``as_data``) work alike
+    n_subjects, width = pt.as_tensor_variable(data.interval_end_segment).shape
     # one flat scatter-add (cheaper than a two-index one, and so is its gradient)
     cell = data.segment_subject * width + data.segment_interval
-    flat = pt.inc_subtensor(pt.zeros(data.n_subjects * width)[cell], contribution)
-    return flat.reshape((data.n_subjects, width))
+    flat = pt.inc_subtensor(pt.zeros(n_subjects * width)[cell], contribution)
+    return flat.reshape((n_subjects, width))
 
 
 def visit_log_hazard(
@@ -82,11 +83,11 @@ def visit_log_hazard(
     time. Used only to date an event exactly at the visit that detected it.
     """
     eta = pt.as_tensor_variable(eta)
-    rows, cols = np.nonzero(data.interval_end_segment >= 0)
-    segments = data.interval_end_segment[rows, cols]
+    pointer = pt.as_tensor_variable(data.interval_end_segment)
+    closes = pt.ge(pointer, 0)
+    segments = pt.switch(closes, pointer, 0)  # padding reads segment 0, then is set to 0
     log_h = baseline.log_hazard_at_segment_end(data, segments) + eta[segments]
-    empty = pt.zeros((data.n_subjects, data.max_intervals))
-    return pt.set_subtensor(empty[rows, cols], log_h)
+    return pt.switch(closes, log_h, 0.0)
 
 
 def visit_interval_log_likelihood(

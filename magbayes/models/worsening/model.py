@@ -53,30 +53,32 @@ def _centred_frailty(design: Design, spec: Spec) -> bool:
     return bool(per_site.min() >= CENTRED_MIN_WORSENINGS_PER_SITE)
 
 
-def _worsening_distribution(known: np.ndarray, reduced: np.ndarray, exact_at_visit: bool):
+def _worsening_distribution(n_unknown: int, exact_at_visit: bool):
     """``logp``, ``random`` and ``signature`` of the observed ``worsening`` (a CustomDist).
 
-    The parameters are the sural-reduced prevalence, then (patient, interval) arrays
+    The parameters are the sural-reduced prevalence, each patient's early-sural status
+    (known, reduced: 0/1), then, with ``n_unknown`` patients of unknown status, their
+    indices; then (patient, interval) arrays
     (:func:`~magbayes.models.survival.interval_hazards`): the interval hazards of every
     patient under their own early-sural status (as if reduced where it is unknown), and,
     only for the patients whose status is unknown, under "preserved"; with
     ``exact_at_visit`` (``event_time = "detecting_visit"``) the log hazards at the visits
-    (:func:`~magbayes.models.survival.visit_log_hazard`) follow in the same order.
+    (:func:`~magbayes.models.survival.visit_log_hazard`) follow in the same order. The
+    statuses are parameters rather than constants, so the compiled model does not depend
+    on the cohort.
     """
-    known = np.asarray(known, bool)
-    unknown = np.nonzero(~known)[0]
-    n_unknown = len(unknown)
 
     def split(arrays):
         arrays = list(arrays)
+        unknown = arrays.pop(0) if n_unknown else None
         hazard, hazard_p = arrays.pop(0), (arrays.pop(0) if n_unknown else None)
         log_h = log_h_p = None
         if exact_at_visit:
             log_h, log_h_p = arrays.pop(0), (arrays.pop(0) if n_unknown else None)
-        return hazard, hazard_p, log_h, log_h_p
+        return unknown, hazard, hazard_p, log_h, log_h_p
 
-    def logp(value, prevalence, *arrays):
-        hazard, hazard_p, log_h, log_h_p = split(arrays)
+    def logp(value, prevalence, known, reduced, *arrays):
+        unknown, hazard, hazard_p, log_h, log_h_p = split(arrays)
         ll_status = survival.visit_interval_log_likelihood(value, hazard, log_h)
         ll_p = ll_status
         if n_unknown:
@@ -84,16 +86,17 @@ def _worsening_distribution(known: np.ndarray, reduced: np.ndarray, exact_at_vis
             ll_p = pt.set_subtensor(ll_status[unknown], ll_unknown_p)
         return blocks.mix_over_sural(ll_status, ll_p, known, reduced, prevalence)
 
-    def random(prevalence, *arrays, rng=None, size=None):
-        hazard, hazard_p, _, _ = split(arrays)
+    def random(prevalence, known, reduced, *arrays, rng=None, size=None):
+        unknown, hazard, hazard_p, _, _ = split(arrays)
         hazard = np.array(hazard, dtype=float)
         if n_unknown:
-            as_reduced = rng.random(n_unknown) < np.asarray(prevalence)
+            as_reduced = rng.random(len(unknown)) < np.asarray(prevalence)
             hazard[unknown] = np.where(as_reduced[:, None], hazard[unknown], hazard_p)
         return survival.draw_visit_interval(hazard, rng)
 
     per_status = ["(p,k)"] + (["(u,k)"] if n_unknown else [])
-    inputs = ["()"] + per_status * (2 if exact_at_visit else 1)
+    inputs = ["()", "(p)", "(p)"] + (["(u)"] if n_unknown else [])
+    inputs += per_status * (2 if exact_at_visit else 1)
     return logp, random, ",".join(inputs) + "->(p)"
 
 
@@ -119,23 +122,30 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
     """
     kind = spec.section("baseline_hazard")["kind"]
     d = design.data
-    data = visit_interval_data(design)
+    cohort_data = visit_interval_data(design)
     exact_at_visit = spec.section("outcome")["event_time"] == "detecting_visit"
     internal = {"exposure_row", "checked_visit"}
     coords = {k: v for k, v in design.coords.items() if len(v) and k not in internal}
     n_trt = len(design.coords["treatment"])
+    known = d["sural_known"].astype(bool)
+    unknown = np.nonzero(~known)[0]
 
     with pm.Model(coords=coords) as model:
+        # Every array of the cohort is a ``pm.Data`` input of the compiled model rather than
+        # a constant in it, so one compiled model serves every cohort of the same structure.
+        data = cohort_data.as_data()
         base = _baseline(spec, kind)
         patient_eta = blocks.site_effect(
             "site_log_frailty",
-            d["site_of_patient"],
+            pm.Data("site_of_patient", d["site_of_patient"]),
             pooling=spec.section("sites")["pooling"],
             scale=_prior(spec, "frailty_sd"),
             centred=_centred_frailty(design, spec),
         )
         if len(design.coords["covariate"]):
-            x = blocks.imputed_covariates(d["covariate_value"], list(d["covariate_binary"]))
+            x = blocks.imputed_covariates(
+                d["covariate_value"], list(d["covariate_binary"]), as_data=True
+            )
             beta_cov = pm.Normal(
                 "beta_covariate", 0.0, _prior(spec, "covariate_sd"), dims="covariate"
             )
@@ -156,18 +166,22 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
             eta_p = eta_p + pt.dot(x_seg[:, :n_trt], beta_trt)
         eta_r = eta_p + beta_sural + beta_x * x_seg[:, n_trt]
 
-        prevalence = blocks.sural_prevalence(d["sural_known"], d["sural_reduced"])
-        known, reduced = d["sural_known"].astype(bool), d["sural_reduced"].astype(bool)
+        prevalence = blocks.sural_prevalence(known, d["sural_reduced"], as_data=True)
+        known_t = pm.Data("sural_known_patient", known.astype(np.int8))
+        reduced_t = pm.Data("sural_reduced_patient", d["sural_reduced"].astype(np.int8))
         # Interval hazards of each patient under their own status (unknown: as if reduced),
         # and under "preserved" only for the patients whose status is unknown (no wasted
         # work on the others); the likelihood mixes the two for those patients.
-        as_reduced = (known & reduced) | ~known
+        as_reduced = pt.or_(pt.eq(known_t, 0), pt.neq(reduced_t, 0))
         eta_status = pt.where(as_reduced[data.segment_subject], eta_r, eta_p)
         integrated = base.integrated(data)
+        params = [prevalence, known_t, reduced_t]
         arrays = [survival.interval_hazards(data, eta_status, base, integrated_baseline=integrated)]
-        unknown_data = unknown_segments = None
-        if (~known).any():
-            unknown_data, unknown_segments = data.subset(~known)
+        if len(unknown):
+            unknown_numpy, unknown_segments = cohort_data.subset(~known)
+            unknown_data = unknown_numpy.as_data("sural_unknown_")
+            unknown_segments = pm.Data("sural_unknown_segment", unknown_segments)
+            params.append(pm.Data("sural_unknown_patient", unknown))
             arrays.append(
                 survival.interval_hazards(
                     unknown_data,
@@ -178,14 +192,14 @@ def build_model(design: Design, spec: Spec) -> pm.Model:
             )
         if exact_at_visit:
             arrays.append(survival.visit_log_hazard(data, eta_status, base))
-            if unknown_data is not None:
+            if len(unknown):
                 arrays.append(
                     survival.visit_log_hazard(unknown_data, eta_p[unknown_segments], base)
                 )
-        logp, random, signature = _worsening_distribution(known, reduced, exact_at_visit)
+        logp, random, signature = _worsening_distribution(len(unknown), exact_at_visit)
         pm.CustomDist(
             "worsening",
-            prevalence,
+            *params,
             *arrays,
             logp=logp,
             random=random,
