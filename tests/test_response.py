@@ -391,6 +391,28 @@ def test_prior_alternatives_are_labelled():
         )
 
 
+def test_refits_under_other_priors_share_the_compiled_model(response_sim):
+    """The prior scales are inputs of the compiled model (``prior_<name>``), not constants:
+    the models of the [priors.sensitivity] alternatives have the fingerprint the compile
+    cache keys on, and each still has its own prior."""
+    from magbayes.compile_cache import model_fingerprint
+    from magbayes.observed_inputs import observed_as_shared
+
+    models = []
+    for value in (2.5, 5.0):
+        spec = _spec(priors={"interaction_sd": value})
+        model = response.build_model(response.make_design(response_sim.cohort, spec), spec)
+        assert float(model["prior_interaction_sd"].get_value()) == value
+        models.append(model)
+    keys = {model_fingerprint(observed_as_shared(model)[0]) for model in models}
+    assert len(keys) == 1 and None not in keys
+    prior_of = [model.compile_logp(vars=[model["alpha_rituximab_x_sural"]]) for model in models]
+    point = {**models[0].initial_point(), "alpha_rituximab_x_sural": np.array(1.0)}
+    # Normal(0, sd) log density at 1: -log(sd) - 1 / (2 sd^2) + constant
+    expected = (-np.log(5.0) - 0.5 / 5.0**2) - (-np.log(2.5) - 0.5 / 2.5**2)
+    assert prior_of[1](point) - prior_of[0](point) == pytest.approx(expected)
+
+
 @pytest.mark.slow
 def test_refit_priors_tabulates_the_headline_under_each_prior(response_sim):
     # the shared response fit's settings: its default-prior fit is loaded, not compiled

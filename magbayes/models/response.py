@@ -532,7 +532,6 @@ def build_model(design: Design, spec: Spec | dict) -> pm.Model:
     ordinal = s["outcome"]["likelihood"] == "ordered_logistic"
     d = design.data
     coords = {k: list(v) for k, v in design.coords.items()}
-    sd = {key: float(priors[key]) for key in prior_names(DEFAULTS)}
 
     rated = d["rated_patient"]
     known = d["sural_known"].astype(bool)
@@ -542,8 +541,10 @@ def build_model(design: Design, spec: Spec | dict) -> pm.Model:
 
     # Every array of the cohort is a ``pm.Data`` input of the compiled model rather than a
     # constant in it: one compiled model then serves every cohort of the same structure
-    # (magbayes.compile_cache), and only the first fit of a spec compiles.
+    # (magbayes.compile_cache), and only the first fit of a spec compiles. The prior scales
+    # are inputs too, so the refits of [priors.sensitivity] load that compiled model.
     with pm.Model(coords=coords) as model:
+        sd = {key: pm.Data(f"prior_{key}", float(priors[key])) for key in prior_names(DEFAULTS)}
         course_patient = pm.Data("course_patient", d["course_patient"])
         covariates = imputed_covariates(
             d["covariate_value"], list(d["covariate_binary"]), as_data=True
