@@ -432,8 +432,8 @@ def sural_prevalence(
 def mix_over_sural(
     logp_if_reduced: pt.TensorVariable,
     logp_if_preserved: pt.TensorVariable,
-    known: np.ndarray,
-    reduced: np.ndarray,
+    known: np.ndarray | pt.TensorVariable,
+    reduced: np.ndarray | pt.TensorVariable,
     prevalence: pt.TensorVariable,
 ) -> pt.TensorVariable:
     """Per-patient log-likelihood, marginalising an unknown early-sural status.
@@ -447,8 +447,8 @@ def mix_over_sural(
     ----------
     logp_if_reduced, logp_if_preserved : pytensor.tensor.TensorVariable
         Shape (patient,): the patient's log-likelihood under each status.
-    known, reduced : numpy.ndarray
-        From :func:`sural_status`.
+    known, reduced : numpy.ndarray or pytensor.tensor.TensorVariable
+        From :func:`sural_status` (0/1 or bool), or the same as data of the model.
     prevalence : pytensor.tensor.TensorVariable
         From :func:`sural_prevalence`.
     """
