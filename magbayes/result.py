@@ -101,6 +101,12 @@ class FitResult:
     _convergence: tuple[Any, tuple, dict[str, Any]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    #: The default :meth:`summary` and what it was computed from (posterior group, the
+    #: names and sizes of its variables, HDI probability), so that ``summary.csv`` and the
+    #: report's effects table share one (about 0.7 s for the progression default).
+    _summary: tuple[Any, tuple, pd.DataFrame] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     # ----------------------------------------------------------------- statistics
     @property
@@ -130,6 +136,13 @@ class FitResult:
         var_names : list of str, optional
             Variables to list; default the model's population-level parameters.
         """
+        node = self.posterior["posterior"]
+        post = node.to_dataset()
+        seen = (tuple(post.data_vars), tuple(post.sizes.items()), self.hdi_prob)
+        if var_names is None and self._summary is not None:
+            cached_node, cached_seen, cached = self._summary
+            if cached_node is node and cached_seen == seen:
+                return cached.copy()
         names = var_names or self.summary_vars()
         with warnings.catch_warnings():
             # constant elements (a reference level fixed at 0) have no R-hat: NaN, silently
@@ -141,7 +154,10 @@ class FitResult:
                 ci_kind="hdi",
                 round_to="none",
             )
-        return table.apply(pd.to_numeric, errors="coerce")
+        table = table.apply(pd.to_numeric, errors="coerce")
+        if var_names is None:
+            self._summary = (node, seen, table.copy())
+        return table
 
     def _convergence_extremes(self) -> dict[str, Any]:
         """Largest R-hat and smallest bulk and tail ESS over the sampled parameters, and which.

@@ -80,14 +80,23 @@ def _draws_fit(slope: np.ndarray) -> FitResult:
     return FitResult(tree, resolve_spec("progression"), {}, {}, {}, "", 1, "nutpie", {})
 
 
+def _count_calls(monkeypatch, name: str) -> list[int]:
+    """A list that grows by one at each call of ``arviz.<name>`` (which still runs)."""
+    import arviz as az
+
+    calls: list[int] = []
+    real = getattr(az, name)
+    monkeypatch.setattr(az, name, lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
 def test_diagnostics_are_computed_once_and_again_when_the_draws_change(monkeypatch):
     import arviz as az
 
     rng = np.random.default_rng(3)
     result = _draws_fit(rng.normal(size=(2, 500)))
-    calls = []
     real_rhat = az.rhat
-    monkeypatch.setattr(az, "rhat", lambda *a, **k: calls.append(1) or real_rhat(*a, **k))
+    calls = _count_calls(monkeypatch, "rhat")
     first = result.diagnostics()
     assert first["passed"] and first["r_hat_max_variable"] == "slope"
     assert result.diagnostics() == first and len(calls) == 1
@@ -100,6 +109,29 @@ def test_diagnostics_are_computed_once_and_again_when_the_draws_change(monkeypat
     result.posterior = _draws_fit(stuck).posterior
     assert result.diagnostics()["r_hat_max"] == pytest.approx(float(real_rhat(stuck)), rel=1e-9)
     assert len(calls) == 3
+
+
+def test_the_default_summary_is_computed_once_and_again_when_it_would_differ(monkeypatch):
+    rng = np.random.default_rng(4)
+    result = _draws_fit(rng.normal(size=(2, 500)))
+    calls = _count_calls(monkeypatch, "summary")
+    first = result.summary()
+    first.loc["slope", "mean"] = 99.0  # a caller's change does not reach the stored one
+    again = result.summary()
+    assert len(calls) == 1 and again.loc["slope", "mean"] != 99.0
+    assert list(again.index) == ["slope"]
+    # other variables asked for, another HDI probability, a variable added: computed again
+    assert list(result.summary(var_names=["slope"]).index) == ["slope"] and len(calls) == 2
+    result.spec = result.spec.with_overrides({"sampler": {"hdi_prob": 0.5}})
+    narrow = result.summary()
+    assert (
+        len(calls) == 3
+        and narrow.filter(like="_ub").iloc[0, 0] < again.filter(like="_ub").iloc[0, 0]
+    )
+    result.posterior["posterior"]["patient_sd"] = xr.DataArray(
+        rng.gamma(2.0, size=(2, 500)), dims=("chain", "draw")
+    )
+    assert "patient_sd" in result.summary().index and len(calls) == 4
 
 
 @pytest.mark.slow
