@@ -402,6 +402,18 @@ def model_fingerprint(
     return _digest(text.encode())
 
 
+def compile_key(model: Any, var_names: Iterable[str] | None = None) -> str | None:
+    """The key :func:`compile_for_nutpie` stores and finds ``model``'s compiled model under.
+
+    The fingerprint (:func:`model_fingerprint`) of the model once its observed data are
+    inputs (:func:`magbayes.observed_inputs.observed_as_shared`), as compiled; None when
+    the model has no fingerprint.
+    """
+    from magbayes.observed_inputs import observed_as_shared
+
+    return model_fingerprint(observed_as_shared(model)[0], var_names)
+
+
 # ------------------------------------------------------------------------ layout and data
 
 

@@ -324,10 +324,8 @@ def test_later_processes_load_the_compiled_model_and_draw_the_same():
 
 
 def test_a_damaged_index_entry_is_compiled_again():
-    from magbayes.observed_inputs import observed_as_shared
-
     model = small_model(sd_scale=1.25)  # an entry of its own (another prior)
-    key = model_fingerprint(observed_as_shared(model)[0])  # the key compile_for_nutpie uses
+    key = compile_cache.compile_key(model)
     compile_for_nutpie(model)
     index = compile_cache.cache_dir() / f"{key}.json"
     for damaged in ['{"inputs": [', '{"n_dim": 5}', "[]", '{"inputs": [["int64", 2]]}']:

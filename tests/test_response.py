@@ -395,8 +395,7 @@ def test_refits_under_other_priors_share_the_compiled_model(response_sim):
     """The prior scales are inputs of the compiled model (``prior_<name>``), not constants:
     the models of the [priors.sensitivity] alternatives have the fingerprint the compile
     cache keys on, and each still has its own prior."""
-    from magbayes.compile_cache import model_fingerprint
-    from magbayes.observed_inputs import observed_as_shared
+    from magbayes.compile_cache import compile_key
 
     models = []
     for value in (2.5, 5.0):
@@ -404,7 +403,7 @@ def test_refits_under_other_priors_share_the_compiled_model(response_sim):
         model = response.build_model(response.make_design(response_sim.cohort, spec), spec)
         assert float(model["prior_interaction_sd"].get_value()) == value
         models.append(model)
-    keys = {model_fingerprint(observed_as_shared(model)[0]) for model in models}
+    keys = {compile_key(model) for model in models}
     assert len(keys) == 1 and None not in keys
     prior_of = [model.compile_logp(vars=[model["alpha_rituximab_x_sural"]]) for model in models]
     point = {**models[0].initial_point(), "alpha_rituximab_x_sural": np.array(1.0)}

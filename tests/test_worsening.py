@@ -345,18 +345,16 @@ def test_cohorts_of_the_same_kinds_share_one_compiled_model():
     values, some early-sural statuses unknown), have the fingerprint the compile cache
     keys on; a cohort without missing covariate values is another structure."""
     import magbayes as mb
-    from magbayes.compile_cache import model_fingerprint
-    from magbayes.observed_inputs import observed_as_shared
+    from magbayes.compile_cache import compile_key
 
     spec = spec_with()
 
     def key(n_patients, seed):
         cohort = mb.simulate_cohort(n_patients=n_patients, n_sites=2, seed=seed).cohort
         design = w.make_design(cohort, spec)
-        model, _ = observed_as_shared(w.build_model(design, spec))
         missing = len(design.coords["missing_covariate"])
         unknown = int((~design.data["sural_known"].astype(bool)).sum())
-        return model_fingerprint(model), missing, unknown
+        return compile_key(w.build_model(design, spec)), missing, unknown
 
     first, second, complete = key(47, 5), key(30, 9), key(47, 4)
     assert min(first[1:] + second[1:]) > 0  # both kinds present in both cohorts
